@@ -1,0 +1,126 @@
+"""The verdict cache: one valid JudgeVerdict per (judge, rubric, criteria, input, context, output).
+
+Entries carry their format and prompt version; an entry from another version is stale, not an error. Only
+validated verdicts are written, and diskcache writes are atomic, so nothing half-written is ever read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pytest_laj.prompt import PROMPT_VERSION
+from pytest_laj.verdict import JudgeVerdict
+
+__all__ = ["CACHE_FORMAT", "CacheError", "CacheMode", "VerdictCache", "cache_key"]
+
+CACHE_FORMAT = 1
+
+
+class CacheMode(str, Enum):
+    """How the verdict cache is used."""
+
+    RW = "rw"
+    REPLAY = "replay"
+    REFRESH = "refresh"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def reads(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REPLAY)
+
+    @property
+    def writes(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REFRESH)
+
+    @property
+    def calls_judges(self) -> bool:
+        return self is not CacheMode.REPLAY
+
+
+CACHE_MODE_HELP = {
+    CacheMode.RW: "read cached verdicts, call judges on a miss and store what they answer (default)",
+    CacheMode.REPLAY: "never call a judge; a missing verdict is an ERROR (for reproducible CI)",
+    CacheMode.REFRESH: "call every judge again and overwrite the cache",
+    CacheMode.OFF: "neither read nor write the cache",
+}
+
+
+class CacheError(RuntimeError):
+    """The cache directory cannot be used; the message names it."""
+
+
+def cache_key(
+    judge: Mapping[str, Any],
+    rubric_fingerprint: str,
+    criteria: Sequence[str],
+    output: str,
+    input: str | None,
+    context: Mapping[str, str],
+) -> str:
+    """Everything that changes a verdict, and nothing that does not (credentials, endpoints, nonces)."""
+    material = {
+        "format": CACHE_FORMAT,
+        "prompt": PROMPT_VERSION,
+        "judge": judge,
+        "rubric": rubric_fingerprint,
+        "criteria": list(criteria),
+        "output": output,
+        "input": input,
+        "context": dict(context),
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class VerdictCache:
+    """A diskcache directory, shared safely by xdist workers."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cache: Any = None
+
+    def _open(self) -> Any:
+        if self._cache is None:
+            import diskcache
+
+            try:
+                self._cache = diskcache.Cache(str(self.directory))
+            except Exception as exc:
+                raise CacheError(
+                    f"cannot open the verdict cache at {self.directory}: {exc}. "
+                    "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
+                ) from exc
+        return self._cache
+
+    def get(self, key: str) -> JudgeVerdict | None:
+        entry = self._open().get(key)
+        if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("prompt") != PROMPT_VERSION:
+            return None
+        try:
+            return JudgeVerdict.model_validate(entry["verdict"])
+        except (KeyError, ValidationError):
+            return None
+
+    def set(self, key: str, verdict: JudgeVerdict, judge: str) -> None:
+        entry = {
+            "format": CACHE_FORMAT,
+            "prompt": PROMPT_VERSION,
+            "judge": judge,
+            "verdict": verdict.model_dump(mode="json"),
+        }
+        self._open().set(key, entry)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None

@@ -1,0 +1,63 @@
+"""Case files: recorded model outputs to parametrize a test over, with readable test ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from _pytest.mark.structures import ParameterSet
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["Case", "CaseFileError", "cases", "load_cases"]
+
+
+class CaseFileError(ValueError):
+    """A case file cannot be used; the message names the file and the case."""
+
+
+class Case(BaseModel):
+    """One recorded exchange: what the user said, the context, and the reply under test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, pattern=r"^\S+$")
+    output: str
+    input: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    note: str = ""
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Read a YAML file `{cases: [...]}` (or a bare list), or a JSONL file with one case per line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            raw: Any = [yaml.safe_load(line) for line in text.splitlines() if line.strip()]
+        else:
+            raw = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise CaseFileError(f"{path}: cannot read cases: {exc}") from exc
+    entries = raw.get("cases") if isinstance(raw, dict) else raw
+    if not isinstance(entries, list):
+        raise CaseFileError(f"{path}: expected a list of cases (or a mapping with key 'cases')")
+    loaded: list[Case] = []
+    for index, entry in enumerate(entries):
+        try:
+            loaded.append(Case.model_validate(entry))
+        except ValidationError as exc:
+            name = entry.get("id", "?") if isinstance(entry, dict) else "?"
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'case'}: {e['msg']}" for e in exc.errors())
+            raise CaseFileError(f"{path}: case [{index}] ({name}): {problems}") from None
+    ids = [c.id for c in loaded]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise CaseFileError(f"{path}: duplicate case ids {duplicates}")
+    return loaded
+
+
+def cases(path: str | Path) -> list[ParameterSet]:
+    """`@pytest.mark.parametrize("case", cases(path))`: one test per case, named by the case id."""
+    return [pytest.param(case, id=case.id) for case in load_cases(path)]

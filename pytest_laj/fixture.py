@@ -1,0 +1,134 @@
+"""The `laj` fixture: what a test author calls. Marker settings (module, class, function) are merged once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_laj import outcome
+from pytest_laj.judge import JudgeSpecError
+from pytest_laj.rubric import Rubric, RubricError
+from pytest_laj.session import AssessmentSpec, LajSession, UsageProblem
+from pytest_laj.verdict import Assessment, Outcome
+
+__all__ = ["Laj", "MARKER_KEYS", "marker_settings"]
+
+MARKER_KEYS = {"rubric": (str, Path, Rubric), "context": Mapping, "judges": (list, tuple), "thresholds": Mapping}
+
+
+def marker_settings(item: pytest.Item) -> dict[str, Any]:
+    """Merge every `laj` marker, the closest winning; context and thresholds merge key by key."""
+    merged: dict[str, Any] = {"context": {}, "thresholds": {}}
+    for mark in reversed(list(item.iter_markers("laj"))):
+        if mark.args:
+            raise UsageProblem(f"{item.nodeid}: @pytest.mark.laj takes keyword arguments only, got {mark.args!r}")
+        for key, value in mark.kwargs.items():
+            expected = MARKER_KEYS.get(key)
+            if expected is None:
+                raise UsageProblem(
+                    f"{item.nodeid}: unknown @pytest.mark.laj argument {key!r}; "
+                    f"expected one of {', '.join(MARKER_KEYS)}"
+                )
+            if not isinstance(value, expected):
+                raise UsageProblem(
+                    f"{item.nodeid}: @pytest.mark.laj({key}=...) got {type(value).__name__}; "
+                    f"expected {_names(expected)}"
+                )
+            if key in ("context", "thresholds"):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def _names(expected: Any) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+class Laj:
+    """Assess model outputs against a rubric with the configured judge panel."""
+
+    def __init__(self, session: LajSession, item: pytest.Item) -> None:
+        self._session = session
+        self._item = item
+        with _usage_errors():
+            self._defaults = marker_settings(item)
+
+    def _spec(self, output: Any, input: str | None, context: Mapping[str, Any] | None,
+              rubric: str | Path | Rubric | None) -> AssessmentSpec:
+        return AssessmentSpec(
+            output=output,
+            rubric=str(rubric) if isinstance(rubric, Path) else (rubric or self._defaults.get("rubric")),
+            input=input,
+            context={**self._defaults["context"], **(context or {})},
+            judges=self._defaults.get("judges"),
+            thresholds=self._defaults["thresholds"],
+        )
+
+    def _done(self, assessment: Assessment) -> Assessment:
+        outcome.remember(self._item, assessment)
+        hook = self._item.config.hook
+        hook.pytest_laj_assessment(assessment=assessment, nodeid=self._item.nodeid)
+        if assessment.outcome is Outcome.REVIEW:
+            hook.pytest_laj_review(assessment=assessment, nodeid=self._item.nodeid)
+        return assessment
+
+    def assess(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
+               rubric: str | Path | Rubric | None = None) -> Assessment:
+        """Judge one output and return the Assessment, whatever its outcome."""
+        with _usage_errors():
+            return self._done(self._session.assess(self._spec(output, input, context, rubric)))
+
+    def check(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
+              rubric: str | Path | Rubric | None = None) -> Assessment:
+        """Judge one output and make a FAIL or ERROR the test's failure; a REVIEW is reported as REVIEW."""
+        assessment = self.assess(output, input=input, context=context, rubric=rubric)
+        outcome.enforce(self._item, assessment)
+        return assessment
+
+    async def aassess(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
+                      rubric: str | Path | Rubric | None = None) -> Assessment:
+        with _usage_errors():
+            return self._done(await self._session.aassess(self._spec(output, input, context, rubric)))
+
+    async def acheck(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
+                     rubric: str | Path | Rubric | None = None) -> Assessment:
+        assessment = await self.aassess(output, input=input, context=context, rubric=rubric)
+        outcome.enforce(self._item, assessment)
+        return assessment
+
+    def assess_many(self, outputs: Iterable[str | Mapping[str, Any]], *, context: Mapping[str, Any] | None = None,
+                    rubric: str | Path | Rubric | None = None) -> list[Assessment]:
+        """Judge many outputs concurrently. Each entry is an output string or a mapping with `output` and
+        optionally `input` and `context` (merged over the shared `context`)."""
+        specs = []
+        for entry in outputs:
+            if isinstance(entry, Mapping):
+                unknown = set(entry) - {"output", "input", "context"}
+                if unknown or "output" not in entry:
+                    raise UsageProblem(
+                        f"assess_many entries need 'output' and may have 'input' and 'context'; got keys {sorted(entry)}"
+                    )
+                merged = {**(context or {}), **entry.get("context", {})}
+                specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))
+            else:
+                specs.append(self._spec(entry, None, context, rubric))
+        with _usage_errors():
+            return [self._done(a) for a in self._session.assess_many(specs)]
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Show configuration mistakes as a plain failure message, not a traceback into the plugin."""
+    try:
+        yield
+    except (UsageProblem, RubricError, JudgeSpecError) as error:
+        message = f"laj usage error: {error}"
+    else:
+        return
+    pytest.fail(message, pytrace=False)

@@ -1,0 +1,213 @@
+"""Every pytest-laj option in one `laj` group, and how ini, command line and environment combine.
+
+Command line beats environment beats ini file, except for judges: `LAJ_JUDGES` beats `--laj-judge` beats the
+ini file, so CI can switch a suite to real judges without touching the command it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pytest_laj.cache import CACHE_MODE_HELP, CacheMode
+from pytest_laj.judge import JudgeSpec, parse_judge_specs
+
+__all__ = ["ReviewMode", "Settings", "add_options"]
+
+
+class ReviewMode(str, Enum):
+    """What a REVIEW outcome does to the test and the session."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+REVIEW_MODE_HELP = {
+    ReviewMode.FAIL: "a REVIEW counts as a failure: the session exits non-zero until a human looks (default)",
+    ReviewMode.WARN: "a REVIEW is reported (letter R) but the test passes",
+}
+
+E = TypeVar("E", bound=Enum)
+
+
+def _mode_help(intro: str, modes: Mapping[E, str]) -> str:
+    return intro + "\n\n" + "\n".join(f"{mode.value}: {text}" for mode, text in modes.items())
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("laj", "LLM-as-judge safety testing")
+    group.addoption(
+        "--laj-judge",
+        action="append",
+        dest="laj_judges",
+        metavar="MODEL",
+        default=None,
+        help="Add a judge: a litellm model string with optional key=value options, e.g. "
+        "'openai/gpt-4o weight=2'. Repeatable. Replaces ini laj_judges; env LAJ_JUDGES replaces both.",
+    )
+    group.addoption(
+        "--laj-simulate",
+        dest="laj_simulate",
+        metavar="RULES",
+        default=None,
+        help="Point every judge at the offline judge simulator scripted by RULES (YAML), or 'off'. "
+        "Env: LAJ_SIMULATE. Ini: laj_simulate (yields to judges given by --laj-judge or LAJ_JUDGES).",
+    )
+    group.addoption(
+        "--laj-cache",
+        dest="laj_cache",
+        choices=[m.value for m in CacheMode],
+        default=None,
+        help=_mode_help("Verdict cache mode (env LAJ_CACHE, ini laj_cache):", CACHE_MODE_HELP),
+    )
+    group.addoption("--laj-cache-dir", dest="laj_cache_dir", metavar="DIR", default=None, help="Cache directory.")
+    group.addoption(
+        "--laj-review",
+        dest="laj_review",
+        choices=[m.value for m in ReviewMode],
+        default=None,
+        help=_mode_help("What a REVIEW outcome does (env LAJ_REVIEW, ini laj_review):", REVIEW_MODE_HELP),
+    )
+    group.addoption(
+        "--laj-concurrency", dest="laj_concurrency", type=int, default=None, metavar="N",
+        help="Judge calls in flight at once across the session (default 16).",
+    )
+    group.addoption(
+        "--laj-timeout", dest="laj_timeout", type=float, default=None, metavar="SECONDS",
+        help="Timeout of one judge call (default 60).",
+    )
+    group.addoption(
+        "--laj-retries", dest="laj_retries", type=int, default=None, metavar="N",
+        help="Retries of a judge call after a transient failure (default 3).",
+    )
+    parser.addini("laj_judges", "Judges, one litellm model string (with key=value options) per line.", "linelist")
+    parser.addini("laj_simulate", "Simulator rules file (relative to the ini file), or 'off'.", "string")
+    parser.addini("laj_cache", "Verdict cache mode: " + ", ".join(m.value for m in CacheMode), "string")
+    parser.addini("laj_cache_dir", "Verdict cache directory, relative to the rootdir.", "string")
+    parser.addini("laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).",
+                  "linelist")
+    parser.addini("laj_review", "What a REVIEW does: " + ", ".join(m.value for m in ReviewMode), "string")
+    parser.addini("laj_concurrency", "Judge calls in flight at once (default 16).", "string")
+    parser.addini("laj_timeout", "Timeout in seconds of one judge call (default 60).", "string")
+    parser.addini("laj_retries", "Retries of a judge call after a transient failure (default 3).", "string")
+
+
+class OptionError(ValueError):
+    """An option has a value that cannot work; raised as a usage error."""
+
+
+@dataclass
+class Settings:
+    """The resolved configuration of a session."""
+
+    judges: list[JudgeSpec]
+    judges_source: str
+    simulate: Path | None
+    cache_mode: CacheMode
+    cache_dir: Path
+    rubric_dirs: list[Path]
+    review: ReviewMode
+    concurrency: int
+    timeout: float
+    retries: int
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config, environ: Mapping[str, str] = os.environ) -> Settings:
+        root = config.rootpath
+        ini_dir = config.inipath.parent if config.inipath else root
+        judges, source = _judges(config, environ)
+        simulate = _simulate(config, environ, ini_dir, judges_from_ini=source in ("ini", "none"))
+        return cls(
+            judges=judges,
+            judges_source=source,
+            simulate=simulate,
+            cache_mode=_enum(CacheMode, _pick(config, "laj_cache", "LAJ_CACHE", environ) or "rw", "laj_cache"),
+            cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
+            rubric_dirs=[root / d for d in (config.getini("laj_rubric_dirs") or ["rubrics"])],
+            review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
+            concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
+            timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),
+            retries=_number(int, config, "laj_retries", environ, 3, minimum=0),
+            base_dir=root,
+        )
+
+
+def _pick(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> str | None:
+    cli = config.getoption(name)
+    if cli not in (None, ""):
+        return str(cli)
+    if environ.get(env, "").strip():
+        return environ[env].strip()
+    ini = config.getini(name)
+    return str(ini).strip() or None if ini not in (None, "") else None
+
+
+def _enum(kind: type[E], value: str, option: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise OptionError(f"{option}: {value!r} is not a mode; expected one of: {allowed}") from None
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(kind: type[N], config: pytest.Config, name: str, environ: Mapping[str, str], default: N,
+            minimum: N) -> N:
+    raw = _pick(config, name, name.upper(), environ)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise OptionError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+    if value < minimum:
+        raise OptionError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _judges(config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[JudgeSpec], str]:
+    env = environ.get("LAJ_JUDGES", "").strip()
+    if env:
+        entries: list[Any] = [e.strip() for e in env.split(",") if e.strip()]
+        return parse_judge_specs(entries, "LAJ_JUDGES"), "env"
+    cli = config.getoption("laj_judges")
+    if cli:
+        return parse_judge_specs(list(cli), "--laj-judge"), "cli"
+    ini = [line for line in config.getini("laj_judges") if line.strip()]
+    if ini:
+        return parse_judge_specs(ini, "ini laj_judges"), "ini"
+    return [], "none"
+
+
+def _simulate(
+    config: pytest.Config, environ: Mapping[str, str], ini_dir: Path, judges_from_ini: bool
+) -> Path | None:
+    cli = config.getoption("laj_simulate")
+    env = environ.get("LAJ_SIMULATE", "").strip()
+    if cli:
+        value, base = str(cli), config.invocation_params.dir
+    elif env:
+        value, base = env, config.invocation_params.dir
+    elif judges_from_ini and str(config.getini("laj_simulate")).strip():
+        value, base = str(config.getini("laj_simulate")).strip(), ini_dir
+    else:
+        return None
+    if value.lower() == "off":
+        return None
+    path = Path(value)
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise OptionError(f"laj_simulate: simulator rules file not found: {path}")
+    return path

@@ -1,0 +1,91 @@
+"""pytest-laj's pytest wiring: options, hooks and the `laj` fixture. The work lives in the modules named here:
+verdicts are decided in `verdict.aggregate`, turned into test outcomes in `outcome`, summarised in `report`."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from pytest_laj import hookspec, outcome
+from pytest_laj.fixture import Laj
+from pytest_laj.judge import JudgeSpecError
+from pytest_laj.options import OptionError, ReviewMode, Settings, add_options
+from pytest_laj.report import SuiteSummary
+from pytest_laj.session import LajSession
+
+SESSION = pytest.StashKey[LajSession]()
+SUMMARY = pytest.StashKey[SuiteSummary]()
+
+MARKER = (
+    "laj(rubric=None, context={}, judges=None, thresholds={}): the rubric, context, judge panel and threshold "
+    "overrides for the laj fixture; module, class and function markers merge, the closest winning."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    try:
+        settings = Settings.from_config(config)
+        session = LajSession(settings, lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config))
+    except (OptionError, JudgeSpecError, ValueError) as error:
+        raise pytest.UsageError(f"pytest-laj: {error}") from None
+    config.stash[SESSION] = session
+    config.stash[SUMMARY] = SuiteSummary()
+    config.pluginmanager.register(_SummaryCollector(config.stash[SUMMARY]), "laj-summary")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION in config.stash:
+        config.stash[SESSION].close()
+
+
+@pytest.fixture
+def laj(request: pytest.FixtureRequest) -> Laj:
+    """Assess model outputs with the judge panel: `laj.check(output, input=..., context=...)`."""
+    return Laj(request.config.stash[SESSION], request.node)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    outcome.record_on_report(item, call, report, item.config.stash[SESSION].settings.review)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    return outcome.report_status(report)
+
+
+class _SummaryCollector:
+    """Feeds every report's assessment digests to the summary; on the xdist controller these are all workers'."""
+
+    def __init__(self, summary: SuiteSummary) -> None:
+        self.summary = summary
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.summary.add(report.nodeid, getattr(report, "laj", []), getattr(report, "laj_review", None))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    settings = config.stash[SESSION].settings
+    lines = config.stash[SUMMARY].lines(
+        review_blocks=settings.review is ReviewMode.FAIL, verbose=config.option.verbose > 0
+    )
+    if lines:
+        terminalreporter.section("pytest-laj")
+        for line in lines:
+            terminalreporter.line(line)

@@ -1,0 +1,343 @@
+"""Rubrics: what the judges rate and how much each error costs.
+
+Structured rubrics are what make LLM judges reliable (VERA-MH), so a rubric is validated hard at load time and
+every error says which file, which field, and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ContextVariable",
+    "Criterion",
+    "Level",
+    "Rubric",
+    "RubricError",
+    "RubricRegistry",
+    "Thresholds",
+    "load_rubric",
+]
+
+_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+
+
+class RubricError(ValueError):
+    """A rubric could not be loaded or used; the message names the file and field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Level(_Frozen):
+    """One rung of the rating scale, e.g. VERA-MH's 'High potential for harm'."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    label: str
+    description: str = ""
+    severity: float = Field(ge=0)
+    critical: bool = False
+    applicable: bool = True
+
+    @model_validator(mode="after")
+    def _critical_levels_apply(self) -> Level:
+        if self.critical and not self.applicable:
+            raise ValueError("a level cannot be both critical and not applicable")
+        return self
+
+
+def _as_text_list(raw: Any) -> Any:
+    if isinstance(raw, list | tuple):
+        return [str(v) for v in raw]
+    if isinstance(raw, str | int | float | bool):
+        return [str(raw)]
+    return raw
+
+
+class ContextVariable(_Frozen):
+    """A declared context variable; its value scales how much a miss costs."""
+
+    description: str = ""
+    values: tuple[str, ...] = Field(min_length=1)
+    default: str | None = None
+    multipliers: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_as_text(cls, raw: Any) -> Any:
+        return _as_text_list(raw)
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_as_text(cls, raw: Any) -> Any:
+        return str(raw) if isinstance(raw, int | float | bool) else raw
+
+    @field_validator("multipliers", mode="before")
+    @classmethod
+    def _multiplier_keys_as_text(cls, raw: Any) -> Any:
+        return {str(k): v for k, v in raw.items()} if isinstance(raw, Mapping) else raw
+
+    @model_validator(mode="after")
+    def _values_are_declared(self) -> ContextVariable:
+        if self.default is not None and self.default not in self.values:
+            raise ValueError(f"default {self.default!r} is not one of the values {list(self.values)}")
+        for value, factor in self.multipliers.items():
+            if value not in self.values:
+                raise ValueError(f"multiplier for {value!r}, which is not one of the values {list(self.values)}")
+            if factor < 0:
+                raise ValueError(f"multiplier for {value!r} must be >= 0, got {factor}")
+        return self
+
+
+class Criterion(_Frozen):
+    """One question the judges answer with a level."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    question: str = Field(min_length=1)
+    guidance: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, ge=0)
+    applies_when: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    levels: tuple[Level, ...] | None = None
+
+    @field_validator("applies_when", mode="before")
+    @classmethod
+    def _conditions_as_lists(cls, raw: Any) -> Any:
+        return {k: _as_text_list(v) for k, v in raw.items()} if isinstance(raw, Mapping) else raw
+
+
+class Thresholds(_Frozen):
+    """When an assessment fails, goes to review, or is an error."""
+
+    max_score: float = Field(default=2.0, ge=0)
+    min_agreement: float = Field(default=0.75, ge=0, le=1)
+    quorum: int | None = Field(default=None, ge=1, description="default: a majority of the panel")
+
+    def merged(self, overrides: Mapping[str, Any]) -> Thresholds:
+        return Thresholds.model_validate({**self.model_dump(), **dict(overrides)})
+
+    def quorum_for(self, panel_size: int) -> int:
+        return self.quorum if self.quorum is not None else panel_size // 2 + 1
+
+
+def _check_levels(levels: Sequence[Level], where: str) -> None:
+    ids = [level.id for level in levels]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: duplicate level ids {duplicates}")
+    if not any(level.applicable for level in levels):
+        raise ValueError(f"{where}: at least one level must be applicable")
+
+
+class Rubric(_Frozen):
+    """A structured rubric: levels, criteria, context sensitivity and thresholds."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    version: str = "1"
+    title: str = ""
+    description: str = ""
+    levels: tuple[Level, ...] = Field(min_length=2)
+    context: dict[str, ContextVariable] = Field(default_factory=dict)
+    criteria: tuple[Criterion, ...] = Field(min_length=1)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, raw: Any) -> Any:
+        return str(raw) if isinstance(raw, int | float) else raw
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rubric:
+        _check_levels(self.levels, "levels")
+        seen: set[str] = set()
+        for criterion in self.criteria:
+            where = f"criterion {criterion.id!r}"
+            if criterion.id in seen:
+                raise ValueError(f"duplicate criterion id {criterion.id!r}")
+            seen.add(criterion.id)
+            if criterion.levels is not None:
+                _check_levels(criterion.levels, f"{where} levels")
+            level_ids = [level.id for level in self.levels_for(criterion)]
+            for level_id in criterion.guidance:
+                if level_id not in level_ids:
+                    raise ValueError(f"{where} guidance names level {level_id!r}; expected one of {level_ids}")
+            for name, allowed in criterion.applies_when.items():
+                if name not in self.context:
+                    raise ValueError(
+                        f"{where} applies_when names context variable {name!r}; "
+                        f"declared variables: {sorted(self.context)}"
+                    )
+                unknown = [v for v in allowed if v not in self.context[name].values]
+                if unknown:
+                    raise ValueError(
+                        f"{where} applies_when {name}={unknown}; expected values from "
+                        f"{list(self.context[name].values)}"
+                    )
+        return self
+
+    def levels_for(self, criterion: Criterion) -> tuple[Level, ...]:
+        return criterion.levels if criterion.levels is not None else self.levels
+
+    def level(self, criterion: Criterion, level_id: str) -> Level | None:
+        return next((lv for lv in self.levels_for(criterion) if lv.id == level_id), None)
+
+    def criterion(self, criterion_id: str) -> Criterion:
+        for criterion in self.criteria:
+            if criterion.id == criterion_id:
+                return criterion
+        raise KeyError(criterion_id)
+
+    def fingerprint(self) -> str:
+        """Content hash: any edit to the rubric makes cached verdicts stale."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def resolve_context(self, given: Mapping[str, Any] | None) -> dict[str, str]:
+        """Check the given context against the declared variables and fill in defaults."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.context))
+        if unknown:
+            raise RubricError(
+                f"rubric {self.id!r}: unknown context variable(s) {unknown}; declared: {sorted(self.context)}"
+            )
+        resolved: dict[str, str] = {}
+        for name, variable in self.context.items():
+            if name in given:
+                value = str(given[name])
+                if value not in variable.values:
+                    raise RubricError(
+                        f"rubric {self.id!r}: context {name}={value!r} is not allowed; "
+                        f"expected one of {list(variable.values)}"
+                    )
+                resolved[name] = value
+            elif variable.default is not None:
+                resolved[name] = variable.default
+            else:
+                raise RubricError(
+                    f"rubric {self.id!r}: context variable {name!r} is required (no default); "
+                    f"expected one of {list(variable.values)}"
+                )
+        return resolved
+
+    def applies(self, criterion: Criterion, context: Mapping[str, str]) -> bool:
+        return all(context.get(name) in allowed for name, allowed in criterion.applies_when.items())
+
+    def context_multiplier(self, context: Mapping[str, str]) -> float:
+        return math.prod(var.multipliers.get(context[name], 1.0) for name, var in self.context.items())
+
+
+def _field_path(loc: Sequence[int | str], raw: Any) -> str:
+    """`('criteria', 1, 'weight')` -> `criteria[1] (detects_risk).weight`."""
+    path = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, Mapping) and isinstance(node.get("id"), str):
+                path += f" ({node['id']})"
+        else:
+            path += f".{part}" if path else part
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return path or "(top level)"
+
+
+def _describe(error: ValidationError, source: str, raw: Any) -> str:
+    lines = [f"{source}: invalid rubric ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        got = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
+        lines.append(f"  {_field_path(item['loc'], raw)}: {message}{got}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RubricError(f"{path}: cannot read rubric: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RubricError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def rubric_from_data(raw: Any, source: str) -> Rubric:
+    if not isinstance(raw, Mapping):
+        raise RubricError(f"{source}: a rubric must be a mapping with id, levels and criteria; got {type(raw).__name__}")
+    try:
+        return Rubric.model_validate(raw)
+    except ValidationError as exc:
+        raise RubricError(_describe(exc, source, raw)) from None
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    path = Path(path)
+    return rubric_from_data(_read_yaml(path), str(path))
+
+
+class RubricRegistry:
+    """Finds rubrics by id in the configured directories, or by path."""
+
+    def __init__(self, directories: Sequence[Path], base: Path) -> None:
+        self._directories = list(directories)
+        self._base = base
+        self._index: dict[str, Path] | None = None
+        self._unreadable: dict[Path, str] = {}
+        self._loaded: dict[Path, Rubric] = {}
+
+    def _build_index(self) -> dict[str, Path]:
+        index: dict[str, Path] = {}
+        for directory in self._directories:
+            if not directory.is_dir():
+                continue
+            for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
+                try:
+                    raw = _read_yaml(path)
+                except RubricError as exc:
+                    self._unreadable[path] = str(exc)
+                    continue
+                rubric_id = raw.get("id") if isinstance(raw, Mapping) else None
+                if not isinstance(rubric_id, str):
+                    self._unreadable[path] = f"{path}: no string 'id' field"
+                    continue
+                if rubric_id in index:
+                    raise RubricError(f"rubric id {rubric_id!r} is defined twice: {index[rubric_id]} and {path}")
+                index[rubric_id] = path
+        return index
+
+    @property
+    def index(self) -> dict[str, Path]:
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
+
+    def get(self, ref: str | Path | Rubric) -> Rubric:
+        if isinstance(ref, Rubric):
+            return ref
+        text = str(ref)
+        if isinstance(ref, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
+            path = Path(text)
+            return self._load(path if path.is_absolute() else self._base / path)
+        if text not in self.index:
+            raise RubricError(self._unknown_message(text))
+        return self._load(self.index[text])
+
+    def _load(self, path: Path) -> Rubric:
+        if path not in self._loaded:
+            self._loaded[path] = load_rubric(path)
+        return self._loaded[path]
+
+    def _unknown_message(self, rubric_id: str) -> str:
+        searched = ", ".join(str(d) for d in self._directories) or "(no directories)"
+        known = ", ".join(f"{i} ({p})" for i, p in sorted(self.index.items())) or "none"
+        message = f"unknown rubric {rubric_id!r}. Known rubrics: {known}. Searched: {searched} (ini laj_rubric_dirs)."
+        if self._unreadable:
+            message += " Skipped unreadable files: " + "; ".join(self._unreadable.values())
+        return message

@@ -1,0 +1,212 @@
+"""The session object the plugin keeps in `config.stash`: settings, rubrics, judges, cache and the judge loop.
+
+It does the work behind the `laj` fixture: resolve the rubric and context, run the panel, aggregate, and tell
+the hooks. It knows nothing of pytest reports; `outcome.py` turns assessments into test outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from pytest_laj.cache import VerdictCache
+from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge
+from pytest_laj.loop import EventLoopThread
+from pytest_laj.options import Settings
+from pytest_laj.panel import Panel, RetryPolicy
+from pytest_laj.prompt import JudgeRequest
+from pytest_laj.rubric import Rubric, RubricRegistry, Thresholds
+from pytest_laj.verdict import Assessment, JudgeResult, aggregate
+
+__all__ = ["AssessmentSpec", "LajSession", "UsageProblem"]
+
+SIMULATOR_KEY = "sk-laj-simulator"
+
+
+class UsageProblem(ValueError):
+    """A test asked for something that cannot work (no judges, bad output type...); the message says why."""
+
+
+NO_JUDGES = (
+    "no judges are configured. Set judges with the ini option laj_judges, --laj-judge MODEL, or "
+    "LAJ_JUDGES=model1,model2 (any litellm model string), or run offline against the judge simulator with "
+    "--laj-simulate RULES.yaml."
+)
+
+
+@dataclass
+class AssessmentSpec:
+    """One output to assess, with everything the test's marker and call said about it."""
+
+    output: Any
+    rubric: str | Rubric | None
+    input: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    judges: Sequence[Any] | None = None
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    rubric: Rubric
+    request: JudgeRequest
+    panel: Panel
+    spec: AssessmentSpec
+    thresholds: Thresholds
+
+
+MakeJudge = Callable[[JudgeSpec], "Judge | None"]
+
+
+class LajSession:
+    def __init__(self, settings: Settings, make_judge: MakeJudge) -> None:
+        self.settings = settings
+        self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
+        self.cache = VerdictCache(settings.cache_dir)
+        self.loop = EventLoopThread()
+        self._make_judge = make_judge
+        self._judges: dict[tuple[JudgeSpec, ...], list[Judge]] = {}
+        self._limiter: asyncio.Semaphore | None = None
+        self._simulator: Any = None
+        self._simulator_rules: Any = None
+        if settings.simulate is not None:
+            from pytest_laj.simulator import load_rules
+
+            self._simulator_rules = load_rules(settings.simulate)
+
+    # -- judges ---------------------------------------------------------------------------------------------
+
+    def _simulated(self, specs: Sequence[JudgeSpec]) -> list[JudgeSpec]:
+        rules = self._simulator_rules
+        known = list(rules.judge_names)
+        if not specs:
+            specs = [JudgeSpec(model=f"openai/{name}", name=name) for name in known]
+        if self._simulator is None:
+            from pytest_laj.simulator import Simulator
+
+            self._simulator = Simulator(rules)
+            self._simulator.start()
+        simulated = []
+        for spec in specs:
+            name = spec.model.rsplit("/", 1)[-1]
+            if name not in known:
+                raise UsageProblem(
+                    f"judge {spec.model!r} is not in the simulator rules {self.settings.simulate}; "
+                    f"simulated judges: {', '.join(known)}"
+                )
+            simulated.append(
+                spec.model_copy(
+                    update={
+                        "model": f"openai/{name}",
+                        "name": spec.label,
+                        "api_base": self._simulator.base_url,
+                        "api_key": SecretStr(SIMULATOR_KEY),
+                        "fingerprint": rules.fingerprint(),
+                    }
+                )
+            )
+        return simulated
+
+    def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
+        from pytest_laj.judge import parse_judge_specs
+
+        specs = tuple(parse_judge_specs(list(override), "laj marker judges")) if override else None
+        key = specs if specs is not None else ()
+        if key not in self._judges:
+            chosen = list(specs) if specs is not None else self.settings.judges
+            if self._simulator_rules is not None:
+                chosen = self._simulated(chosen)
+            if not chosen:
+                raise UsageProblem(NO_JUDGES)
+            self._judges[key] = [self._make_judge(s) or LiteLLMJudge(s, self.settings.timeout) for s in chosen]
+        return self._judges[key]
+
+    # -- assessing --------------------------------------------------------------------------------------------
+
+    @property
+    def limiter(self) -> asyncio.Semaphore:
+        if self._limiter is None:
+            self._limiter = asyncio.Semaphore(self.settings.concurrency)
+        return self._limiter
+
+    def _prepare(self, spec: AssessmentSpec) -> _Prepared:
+        output = spec.output
+        if not isinstance(output, str):
+            raise TypeError(
+                f"laj: the output to assess must be a str, got {type(output).__name__} ({output!r:.60}); "
+                "decode bytes or pick the reply text out of a structured response first"
+            )
+        if spec.input is not None and not isinstance(spec.input, str):
+            raise TypeError(f"laj: input must be a str or None, got {type(spec.input).__name__}")
+        if spec.rubric is None:
+            raise UsageProblem(
+                "no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)"
+            )
+        rubric = self.rubrics.get(spec.rubric)
+        context = rubric.resolve_context(spec.context)
+        try:
+            thresholds = rubric.thresholds.merged(spec.thresholds)
+        except ValueError as exc:
+            raise UsageProblem(f"invalid thresholds {dict(spec.thresholds)}: {exc}") from None
+        judges = self.judges_for(spec.judges)
+        quorum = thresholds.quorum_for(len(judges))
+        if quorum > len(judges):
+            raise UsageProblem(
+                f"quorum {quorum} is larger than the panel ({len(judges)} judges: "
+                f"{', '.join(j.name for j in judges)}); no assessment could ever reach it"
+            )
+        criteria = [c for c in rubric.criteria if rubric.applies(c, context)]
+        request = JudgeRequest(rubric, criteria, output, spec.input, context)
+        panel = Panel(
+            judges,
+            self.cache,
+            self.settings.cache_mode,
+            self.limiter,
+            RetryPolicy(retries=self.settings.retries),
+            self.settings.timeout,
+        )
+        return _Prepared(rubric, request, panel, spec, thresholds)
+
+    def _finish(self, prepared: _Prepared, results: Sequence[JudgeResult]) -> Assessment:
+        request = prepared.request
+        return aggregate(
+            prepared.rubric,
+            results,
+            output=request.output,
+            input=request.input,
+            context=request.context,
+            thresholds=prepared.thresholds,
+            panel_size=len(prepared.panel.judges),
+        )
+
+    async def _rate(self, prepared: _Prepared) -> list[JudgeResult]:
+        if not prepared.request.criteria:
+            return []
+        return await prepared.panel.rate(prepared.request)
+
+    def assess(self, spec: AssessmentSpec) -> Assessment:
+        prepared = self._prepare(spec)
+        return self._finish(prepared, self.loop.run(self._rate(prepared)))
+
+    async def aassess(self, spec: AssessmentSpec) -> Assessment:
+        prepared = self._prepare(spec)
+        return self._finish(prepared, await self.loop.run_async(self._rate(prepared)))
+
+    def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:
+        prepared = [self._prepare(s) for s in specs]
+
+        async def rate_all() -> list[list[JudgeResult]]:
+            return list(await asyncio.gather(*(self._rate(p) for p in prepared)))
+
+        return [self._finish(p, r) for p, r in zip(prepared, self.loop.run(rate_all()), strict=True)]
+
+    def close(self) -> None:
+        self.loop.close()
+        self.cache.close()
+        if self._simulator is not None:
+            self._simulator.stop()
+            self._simulator = None

@@ -1,0 +1,365 @@
+"""The judge script: which level each scripted judge gives, and which faults it plays.
+
+A rules file is validated hard at load time, like a rubric, because a typo in a test fixture that silently
+changes a verdict is worse than a loud error: every error names the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+__all__ = [
+    "EVERY_CRITERION",
+    "Fault",
+    "JudgeScript",
+    "JudgedCase",
+    "Rating",
+    "Rule",
+    "SimulatorRules",
+    "SimulatorRulesError",
+    "VerdictFault",
+    "load_rules",
+]
+
+EVERY_CRITERION = "*"
+_JUDGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class SimulatorRulesError(ValueError):
+    """A rules file could not be loaded; the message names the file, the field and what was expected."""
+
+
+def _compile_regex(raw: object) -> re.Pattern[str]:
+    if isinstance(raw, re.Pattern):
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a regular expression as a string, got {type(raw).__name__}")
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"expected a valid regular expression, {raw!r} does not compile: {exc}") from None
+
+
+Regex = Annotated[
+    re.Pattern[str],
+    PlainValidator(_compile_regex),
+    PlainSerializer(lambda pattern: pattern.pattern, return_type=str),
+]
+"""A regex compiled at load time; it serialises back to its source so fingerprints stay stable."""
+
+ContextValue = Union[str, int, float, bool, None]  # noqa: UP007 - a runtime alias, kept readable
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VerdictFault(str, Enum):
+    """A well-formed chat completion whose content is a bad or odd verdict."""
+
+    NOT_JSON = "not_json"
+    TRUNCATED_JSON = "truncated_json"
+    FENCED = "fenced"
+    UNKNOWN_LEVEL = "unknown_level"
+    MISSING_CRITERION = "missing_criterion"
+    REFUSAL = "refusal"
+    EMPTY = "empty"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FAULT_KINDS = ("status", "latency_ms", "drop", "body", "verdict")
+
+
+class Fault(_Strict):
+    """One misbehaviour of a judge, played for the first `times` requests whose output matches."""
+
+    times: int | Literal["always"] = 1
+    match: Regex | None = None
+    status: int | None = Field(default=None, ge=400, le=599)
+    retry_after: int | None = Field(default=None, ge=0)
+    message: str | None = None
+    latency_ms: int | None = Field(default=None, ge=0)
+    drop: Literal[True] | None = None
+    body: Literal["garbage"] | None = None
+    verdict: VerdictFault | None = None
+
+    @field_validator("times", mode="before")
+    @classmethod
+    def _times_is_count_or_always(cls, raw: object) -> object:
+        if raw == "always" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0):
+            return raw
+        raise ValueError(f"expected a non-negative integer or 'always', got {raw!r}")
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Fault:
+        kinds = [kind for kind in _FAULT_KINDS if getattr(self, kind) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"expected exactly one of {', '.join(_FAULT_KINDS)} (found {found})")
+        if self.status is None and (self.retry_after is not None or self.message is not None):
+            raise ValueError("retry_after and message only go with a status fault")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Which misbehaviour this is: status, latency_ms, drop, body or verdict."""
+        return next(kind for kind in _FAULT_KINDS if getattr(self, kind) is not None)
+
+
+@dataclass(frozen=True)
+class JudgedCase:
+    """What a judge sees of one test case: the output under test, its input and context."""
+
+    output: str
+    input: str | None = None
+    context: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A judge's answer for one criterion."""
+
+    level: str
+    rationale: str
+    evidence: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"level": self.level, "rationale": self.rationale, "evidence": self.evidence}
+
+
+def _as_text(value: object) -> str:
+    return json.dumps(value) if value is None else str(value)
+
+
+class Rule(_Strict):
+    """Levels to give when every condition holds; a rule without conditions always applies."""
+
+    match: Regex | None = None
+    input_match: Regex | None = None
+    context: dict[str, list[ContextValue]] | None = None
+    levels: dict[str, str] = Field(min_length=1)
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _context_values_as_lists(cls, raw: object) -> object:
+        if not isinstance(raw, Mapping):
+            return raw
+        as_lists: dict[object, list[object]] = {}
+        for key, value in raw.items():
+            values = list(value) if isinstance(value, list | tuple) else [value]
+            if not all(v is None or isinstance(v, str | int | float | bool) for v in values):
+                raise ValueError(
+                    f"expected context {key!r} to be a scalar or a list of scalars, not {value!r}"
+                )
+            as_lists[key] = values
+        return as_lists
+
+    def evidence_for(self, case: JudgedCase) -> str | None:
+        """The output text this rule matched ('' without `match`), or None when a condition fails."""
+        evidence = ""
+        if self.match is not None:
+            found = self.match.search(case.output)
+            if found is None:
+                return None
+            evidence = found.group(0)
+        if self.input_match is not None and (case.input is None or not self.input_match.search(case.input)):
+            return None
+        if self.context is not None and not self._context_holds(case.context):
+            return None
+        return evidence
+
+    def _context_holds(self, context: Mapping[str, Any] | None) -> bool:
+        if context is None:
+            return False
+        for key, allowed in (self.context or {}).items():
+            if key not in context:
+                return False
+            actual = context[key]
+            actual_values = actual if isinstance(actual, list) else [actual]
+            if not {_as_text(v) for v in actual_values} & {_as_text(v) for v in allowed}:
+                return False
+        return True
+
+    def describe(self, number: int) -> str:
+        """How a rationale names this rule, e.g. 'rule 2 matched /(?i)you should do it/'."""
+        conditions = []
+        if self.match is not None:
+            conditions.append(f"/{self.match.pattern}/")
+        if self.input_match is not None:
+            conditions.append(f"input /{self.input_match.pattern}/")
+        if self.context is not None:
+            conditions.append(f"context {json.dumps(self.context, sort_keys=True)}")
+        if not conditions:
+            return f"rule {number} applies to every output"
+        return f"rule {number} matched " + " and ".join(conditions)
+
+
+class JudgeScript(_Strict):
+    """How one scripted judge rates: a default level, rules that override it, and faults it plays."""
+
+    latency_ms: int | None = Field(default=None, ge=0)
+    default: str | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+
+    def rate(self, case: JudgedCase, criteria: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
+        """Rate every requested criterion (criterion id -> allowed level ids).
+
+        Every rule whose conditions hold applies in file order, later rules overriding earlier ones; within a
+        rule a named criterion beats "*". A level the criterion does not allow is replaced by the default if
+        that is allowed, else by the first allowed level, since a real judge would answer something allowed.
+        """
+        chosen = {criterion: self._default_rating() for criterion in criteria}
+        for number, rule in enumerate(self.rules, start=1):
+            evidence = rule.evidence_for(case)
+            if evidence is None:
+                continue
+            for criterion in criteria:
+                level = rule.levels.get(criterion, rule.levels.get(EVERY_CRITERION))
+                if level is not None:
+                    chosen[criterion] = Rating(level, rule.describe(number), evidence)
+        return {criterion: self._allowed(rating, criteria[criterion]) for criterion, rating in chosen.items()}
+
+    def _default_rating(self) -> Rating:
+        if self.default is None:
+            return Rating("", "no rule matched and no default is set; first allowed level", "")
+        return Rating(self.default, "no rule matched; default level", "")
+
+    def _allowed(self, rating: Rating, allowed: Sequence[str]) -> Rating:
+        if rating.level in allowed or not allowed:
+            return rating
+        fallback = self.default if self.default is not None and self.default in allowed else allowed[0]
+        if not rating.level:
+            return Rating(fallback, rating.rationale, rating.evidence)
+        note = f"; level {rating.level!r} is not allowed for this criterion, so answered {fallback!r}"
+        return Rating(fallback, rating.rationale + note, rating.evidence)
+
+
+class SimulatorRules(_Strict):
+    """A whole rules file: a default latency and the scripted judges by name."""
+
+    latency_ms: int = Field(default=0, ge=0)
+    judges: dict[str, JudgeScript] = Field(min_length=1)
+
+    @field_validator("judges")
+    @classmethod
+    def _judge_names_are_reachable(cls, judges: dict[str, JudgeScript]) -> dict[str, JudgeScript]:
+        for name in judges:
+            if not _JUDGE_NAME.match(name):
+                raise ValueError(
+                    f"expected judge names of letters, digits, '_', '.' or '-' (reachable as model "
+                    f"'openai/<name>'), got {name!r}"
+                )
+        return judges
+
+    @classmethod
+    def from_mapping(cls, data: object, source: str = "<rules>") -> SimulatorRules:
+        """Validate already-parsed rules; errors raise SimulatorRulesError naming `source`."""
+        if not isinstance(data, Mapping):
+            kind = type(data).__name__
+            raise SimulatorRulesError(f"{source}: expected a mapping with 'judges', got {kind}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "\n".join(f"  {_describe_error(error)}" for error in exc.errors())
+            raise SimulatorRulesError(f"{source}: invalid simulator rules:\n{problems}") from None
+
+    @property
+    def judge_names(self) -> tuple[str, ...]:
+        """The judges this script plays, in file order."""
+        return tuple(self.judges)
+
+    def latency_seconds(self, judge_name: str) -> float:
+        """How long the judge takes to answer: its own latency_ms, else the file's."""
+        own = self.judges[judge_name].latency_ms
+        return (self.latency_ms if own is None else own) / 1000
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the rules, so editing them invalidates cached verdicts."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_rules(path: str | Path) -> SimulatorRules:
+    """Read and validate a YAML rules file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SimulatorRulesError(f"{source}: cannot read rules file: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SimulatorRulesError(f"{source}: expected valid YAML: {exc}") from None
+    return SimulatorRules.from_mapping(data, source)
+
+
+def _describe_error(error: ErrorDetails) -> str:
+    location = _field_path(error["loc"])
+    if error["type"] == "extra_forbidden":
+        expected = _known_keys(error["loc"][:-1])
+        return f"{location}: unknown key; expected one of {', '.join(expected)}"
+    if error["type"] == "missing":
+        return f"{location}: required field is missing"
+    message = str(error.get("ctx", {}).get("error", "")) or error["msg"]
+    got = repr(error["input"])
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{location or '(top level)'}: {message} (got {got})"
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def _known_keys(location: tuple[int | str, ...]) -> list[str]:
+    """The fields of the model at `location`, found by walking the annotations from SimulatorRules."""
+    annotation: object = SimulatorRules
+    for part in location:
+        annotation = _inner_model_or_container(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        else:
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else None
+    annotation = _inner_model_or_container(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _inner_model_or_container(annotation: object) -> object:
+    """Unwrap `X | None` so the walk reaches the model or container inside."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return present[0] if len(present) == 1 else annotation
+    return annotation
