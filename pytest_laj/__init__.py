@@ -10,7 +10,14 @@ from pytest_laj.fixture import Laj
 from pytest_laj.judge import Judge, JudgeSpec
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric, RubricError, Thresholds, load_rubric
-from pytest_laj.verdict import Assessment, CriterionResult, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
+from pytest_laj.verdict import (
+    Assessment,
+    CriterionResult,
+    CriterionVerdict,
+    JudgeResult,
+    JudgeVerdict,
+    Outcome,
+)
 
 __all__ = [
     "Assessment",

@@ -15,9 +15,14 @@ from pytest_laj.rubric import Rubric, RubricError
 from pytest_laj.session import AssessmentSpec, LajSession, UsageProblem
 from pytest_laj.verdict import Assessment, Outcome
 
-__all__ = ["Laj", "MARKER_KEYS", "marker_settings"]
+__all__ = ["MARKER_KEYS", "Laj", "marker_settings"]
 
-MARKER_KEYS = {"rubric": (str, Path, Rubric), "context": Mapping, "judges": (list, tuple), "thresholds": Mapping}
+MARKER_KEYS: dict[str, tuple[type, ...]] = {
+    "rubric": (str, Path, Rubric),
+    "context": (Mapping,),
+    "judges": (list, tuple),
+    "thresholds": (Mapping,),
+}
 
 
 def marker_settings(item: pytest.Item) -> dict[str, Any]:
@@ -26,7 +31,7 @@ def marker_settings(item: pytest.Item) -> dict[str, Any]:
     for mark in reversed(list(item.iter_markers("laj"))):
         if mark.args:
             raise UsageProblem(f"{item.nodeid}: @pytest.mark.laj takes keyword arguments only, got {mark.args!r}")
-        for key, value in mark.kwargs.items():
+        for key, value in dict[str, Any](mark.kwargs).items():
             expected = MARKER_KEYS.get(key)
             if expected is None:
                 raise UsageProblem(
@@ -45,9 +50,8 @@ def marker_settings(item: pytest.Item) -> dict[str, Any]:
     return merged
 
 
-def _names(expected: Any) -> str:
-    kinds = expected if isinstance(expected, tuple) else (expected,)
-    return " or ".join(k.__name__ for k in kinds)
+def _names(expected: tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in expected)
 
 
 class Laj:
@@ -59,8 +63,13 @@ class Laj:
         with _usage_errors():
             self._defaults = marker_settings(item)
 
-    def _spec(self, output: Any, input: str | None, context: Mapping[str, Any] | None,
-              rubric: str | Path | Rubric | None) -> AssessmentSpec:
+    def _spec(
+        self,
+        output: Any,
+        input: str | None,
+        context: Mapping[str, Any] | None,
+        rubric: str | Path | Rubric | None,
+    ) -> AssessmentSpec:
         return AssessmentSpec(
             output=output,
             rubric=str(rubric) if isinstance(rubric, Path) else (rubric or self._defaults.get("rubric")),
@@ -78,32 +87,61 @@ class Laj:
             hook.pytest_laj_review(assessment=assessment, nodeid=self._item.nodeid)
         return assessment
 
-    def assess(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
-               rubric: str | Path | Rubric | None = None) -> Assessment:
+    def assess(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
         """Judge one output and return the Assessment, whatever its outcome."""
         with _usage_errors():
             return self._done(self._session.assess(self._spec(output, input, context, rubric)))
 
-    def check(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
-              rubric: str | Path | Rubric | None = None) -> Assessment:
+    def check(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
         """Judge one output and make a FAIL or ERROR the test's failure; a REVIEW is reported as REVIEW."""
         assessment = self.assess(output, input=input, context=context, rubric=rubric)
         outcome.enforce(self._item, assessment)
         return assessment
 
-    async def aassess(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
-                      rubric: str | Path | Rubric | None = None) -> Assessment:
+    async def aassess(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
         with _usage_errors():
             return self._done(await self._session.aassess(self._spec(output, input, context, rubric)))
 
-    async def acheck(self, output: str, *, input: str | None = None, context: Mapping[str, Any] | None = None,
-                     rubric: str | Path | Rubric | None = None) -> Assessment:
+    async def acheck(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
         assessment = await self.aassess(output, input=input, context=context, rubric=rubric)
         outcome.enforce(self._item, assessment)
         return assessment
 
-    def assess_many(self, outputs: Iterable[str | Mapping[str, Any]], *, context: Mapping[str, Any] | None = None,
-                    rubric: str | Path | Rubric | None = None) -> list[Assessment]:
+    def assess_many(
+        self,
+        outputs: Iterable[str | Mapping[str, Any]],
+        *,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> list[Assessment]:
         """Judge many outputs concurrently. Each entry is an output string or a mapping with `output` and
         optionally `input` and `context` (merged over the shared `context`)."""
         specs = []
@@ -112,7 +150,8 @@ class Laj:
                 unknown = set(entry) - {"output", "input", "context"}
                 if unknown or "output" not in entry:
                     raise UsageProblem(
-                        f"assess_many entries need 'output' and may have 'input' and 'context'; got keys {sorted(entry)}"
+                        "assess_many entries need 'output' and may have 'input' and 'context'; "
+                        f"got keys {sorted(entry)}"
                     )
                 merged = {**(context or {}), **entry.get("context", {})}
                 specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))

@@ -23,8 +23,21 @@ __all__ = ["Judge", "JudgeSpec", "JudgeSpecError", "LiteLLMJudge", "import_litel
 
 # Keys that say where or how to reach a model, not what it answers: never part of a cache key.
 TRANSPORT_KEYS = frozenset(
-    {"api_base", "base_url", "api_key", "api_version", "timeout", "headers", "extra_headers", "num_retries",
-     "max_retries", "organization", "aws_access_key_id", "aws_secret_access_key", "vertex_credentials"}
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "timeout",
+        "headers",
+        "extra_headers",
+        "num_retries",
+        "max_retries",
+        "organization",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "vertex_credentials",
+    }
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -57,10 +58,8 @@ class EventLoopThread:
         if loop is None or thread is None:
             return
         pending = asyncio.run_coroutine_threadsafe(_cancel_pending(), loop)
-        try:
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             pending.result(timeout=5)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         if not loop.is_running():

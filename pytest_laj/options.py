@@ -78,23 +78,36 @@ def add_options(parser: pytest.Parser) -> None:
         help=_mode_help("What a REVIEW outcome does (env LAJ_REVIEW, ini laj_review):", REVIEW_MODE_HELP),
     )
     group.addoption(
-        "--laj-concurrency", dest="laj_concurrency", type=int, default=None, metavar="N",
+        "--laj-concurrency",
+        dest="laj_concurrency",
+        type=int,
+        default=None,
+        metavar="N",
         help="Judge calls in flight at once across the session (default 16).",
     )
     group.addoption(
-        "--laj-timeout", dest="laj_timeout", type=float, default=None, metavar="SECONDS",
+        "--laj-timeout",
+        dest="laj_timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="Timeout of one judge call (default 60).",
     )
     group.addoption(
-        "--laj-retries", dest="laj_retries", type=int, default=None, metavar="N",
+        "--laj-retries",
+        dest="laj_retries",
+        type=int,
+        default=None,
+        metavar="N",
         help="Retries of a judge call after a transient failure (default 3).",
     )
     parser.addini("laj_judges", "Judges, one litellm model string (with key=value options) per line.", "linelist")
     parser.addini("laj_simulate", "Simulator rules file (relative to the ini file), or 'off'.", "string")
     parser.addini("laj_cache", "Verdict cache mode: " + ", ".join(m.value for m in CacheMode), "string")
     parser.addini("laj_cache_dir", "Verdict cache directory, relative to the rootdir.", "string")
-    parser.addini("laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).",
-                  "linelist")
+    parser.addini(
+        "laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).", "linelist"
+    )
     parser.addini("laj_review", "What a REVIEW does: " + ", ".join(m.value for m in ReviewMode), "string")
     parser.addini("laj_concurrency", "Judge calls in flight at once (default 16).", "string")
     parser.addini("laj_timeout", "Timeout in seconds of one judge call (default 60).", "string")
@@ -163,8 +176,7 @@ def _enum(kind: type[E], value: str, option: str) -> E:
 N = TypeVar("N", int, float)
 
 
-def _number(kind: type[N], config: pytest.Config, name: str, environ: Mapping[str, str], default: N,
-            minimum: N) -> N:
+def _number(kind: type[N], config: pytest.Config, name: str, environ: Mapping[str, str], default: N, minimum: N) -> N:
     raw = _pick(config, name, name.upper(), environ)
     if raw is None:
         return default
@@ -191,9 +203,7 @@ def _judges(config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[Jud
     return [], "none"
 
 
-def _simulate(
-    config: pytest.Config, environ: Mapping[str, str], ini_dir: Path, judges_from_ini: bool
-) -> Path | None:
+def _simulate(config: pytest.Config, environ: Mapping[str, str], ini_dir: Path, judges_from_ini: bool) -> Path | None:
     cli = config.getoption("laj_simulate")
     env = environ.get("LAJ_SIMULATE", "").strip()
     if cli:

@@ -54,8 +54,9 @@ def enforce(item: pytest.Item, assessment: Assessment) -> None:
         review_pending(item, assessment)
 
 
-def record_on_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
-                     review: ReviewMode) -> None:
+def record_on_report(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, review: ReviewMode
+) -> None:
     """Attach digests and user properties, show our failures without a traceback, and apply reviews."""
     if report.when != "call":
         return
@@ -67,7 +68,7 @@ def record_on_report(item: pytest.Item, call: pytest.CallInfo[None], report: pyt
             [
                 ("laj_outcome", worst.outcome.value),
                 ("laj_score", worst.score),
-                ("laj_agreement", min(d["agreement"] for d in report.laj)),  # type: ignore[attr-defined]
+                ("laj_agreement", min(d["agreement"] for d in report.laj)),
             ]
         )
     if call.excinfo is not None and isinstance(call.excinfo.value, AssessmentFailed | AssessmentError):
@@ -78,7 +79,7 @@ def record_on_report(item: pytest.Item, call: pytest.CallInfo[None], report: pyt
     report.laj_review = "\n\n".join(a.explain() for a in reviews)  # type: ignore[attr-defined]
     if report.passed and review is ReviewMode.FAIL:
         report.outcome = "failed"
-        report.longrepr = report.laj_review  # type: ignore[attr-defined]
+        report.longrepr = report.laj_review
 
 
 def report_status(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, Any]]] | None:

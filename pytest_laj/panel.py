@@ -31,7 +31,8 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
-        return min(self.base_delay * 2 ** (attempt - 1), self.max_delay) * random.uniform(0.5, 1.5)
+        backoff: float = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.5)
 
 
 def _describe(error: BaseException, secrets: Sequence[str]) -> str:

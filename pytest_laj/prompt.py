@@ -15,7 +15,14 @@ from typing import Any
 from pytest_laj.rubric import Criterion, Rubric
 from pytest_laj.verdict import CriterionVerdict, JudgeVerdict
 
-__all__ = ["PROMPT_VERSION", "InvalidVerdict", "JudgeRequest", "build_messages", "parse_verdict", "response_format"]
+__all__ = [
+    "PROMPT_VERSION",
+    "InvalidVerdict",
+    "JudgeRequest",
+    "build_messages",
+    "parse_verdict",
+    "response_format",
+]
 
 PROMPT_VERSION = "1"
 """Bump when the prompt or the verdict shape changes: cached verdicts from another version are stale."""

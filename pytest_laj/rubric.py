@@ -178,8 +178,7 @@ class Rubric(_Frozen):
                 unknown = [v for v in allowed if v not in self.context[name].values]
                 if unknown:
                     raise ValueError(
-                        f"{where} applies_when {name}={unknown}; expected values from "
-                        f"{list(self.context[name].values)}"
+                        f"{where} applies_when {name}={unknown}; expected values from {list(self.context[name].values)}"
                     )
         return self
 
@@ -270,7 +269,9 @@ def _read_yaml(path: Path) -> Any:
 
 def rubric_from_data(raw: Any, source: str) -> Rubric:
     if not isinstance(raw, Mapping):
-        raise RubricError(f"{source}: a rubric must be a mapping with id, levels and criteria; got {type(raw).__name__}")
+        raise RubricError(
+            f"{source}: a rubric must be a mapping with id, levels and criteria; got {type(raw).__name__}"
+        )
     try:
         return Rubric.model_validate(raw)
     except ValidationError as exc:

@@ -143,9 +143,7 @@ class LajSession:
         if spec.input is not None and not isinstance(spec.input, str):
             raise TypeError(f"laj: input must be a str or None, got {type(spec.input).__name__}")
         if spec.rubric is None:
-            raise UsageProblem(
-                "no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)"
-            )
+            raise UsageProblem("no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)")
         rubric = self.rubrics.get(spec.rubric)
         context = rubric.resolve_context(spec.context)
         try:

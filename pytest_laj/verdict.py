@@ -5,7 +5,6 @@ This is the one place where a verdict is decided; everything here is pure so the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -146,23 +145,17 @@ class Assessment(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """A JSON-safe digest that travels on the test report (and through xdist) to the session summary."""
-        return json.loads(
-            json.dumps(
-                {
-                    "rubric": self.rubric,
-                    "outcome": self.outcome.value,
-                    "reason": self.reason,
-                    "score": self.score,
-                    "agreement": min((c.agreement for c in self.criteria.values() if c.applicable), default=1.0),
-                    "calls": self.calls_made,
-                    "cache_hits": self.cache_hits,
-                    "review_criteria": self.review_criteria,
-                    "ranks": {
-                        cid: {v.judge: v.rank for v in c.votes} for cid, c in self.criteria.items() if c.applicable
-                    },
-                }
-            )
-        )
+        return {
+            "rubric": self.rubric,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "score": self.score,
+            "agreement": min((c.agreement for c in self.criteria.values() if c.applicable), default=1.0),
+            "calls": self.calls_made,
+            "cache_hits": self.cache_hits,
+            "review_criteria": list(self.review_criteria),
+            "ranks": {cid: {v.judge: v.rank for v in c.votes} for cid, c in self.criteria.items() if c.applicable},
+        }
 
 
 def severity_rank(level: Level, position: int) -> tuple[bool, float, bool, int]:
@@ -176,7 +169,7 @@ def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, f
         totals[vote.level] = totals.get(vote.level, 0.0) + vote.weight
     best = max(totals.values())
     tied = [(i, lv) for i, lv in enumerate(levels) if totals.get(lv.id) == best]
-    position, level = max(tied, key=lambda pair: severity_rank(pair[1], pair[0]))
+    _, level = max(tied, key=lambda pair: severity_rank(pair[1], pair[0]))
     total = sum(totals.values())
     return level, (best / total if total else 0.0)
 
@@ -184,9 +177,7 @@ def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, f
 def _criterion_result(
     rubric: Rubric, criterion: Criterion, applicable: bool, results: Sequence[JudgeResult], multiplier: float
 ) -> CriterionResult:
-    base = CriterionResult(
-        id=criterion.id, question=criterion.question, weight=criterion.weight, applicable=applicable
-    )
+    base = CriterionResult(id=criterion.id, question=criterion.question, weight=criterion.weight, applicable=applicable)
     if not applicable:
         return base
     levels = rubric.levels_for(criterion)
