@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,7 +31,7 @@ def marker_settings(item: pytest.Item) -> dict[str, Any]:
     for mark in reversed(list(item.iter_markers("laj"))):
         if mark.args:
             raise UsageProblem(f"{item.nodeid}: @pytest.mark.laj takes keyword arguments only, got {mark.args!r}")
-        for key, value in dict[str, Any](mark.kwargs).items():
+        for key, value in mark.kwargs.items():
             expected = MARKER_KEYS.get(key)
             if expected is None:
                 raise UsageProblem(
@@ -44,7 +44,7 @@ def marker_settings(item: pytest.Item) -> dict[str, Any]:
                     f"expected {_names(expected)}"
                 )
             if key in ("context", "thresholds"):
-                merged[key] = {**merged[key], **value}
+                merged[key] = {**merged[key], **cast(Mapping[str, Any], value)}
             else:
                 merged[key] = value
     return merged
@@ -167,7 +167,4 @@ def _usage_errors() -> Iterator[None]:
     try:
         yield
     except (UsageProblem, RubricError, JudgeSpecError) as error:
-        message = f"laj usage error: {error}"
-    else:
-        return
-    pytest.fail(message, pytrace=False)
+        raise pytest.fail.Exception(f"laj usage error: {error}", pytrace=False) from None

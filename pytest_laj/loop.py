@@ -48,8 +48,13 @@ class EventLoopThread:
             raise
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await judge work from a test's own event loop without blocking it."""
-        return await asyncio.wrap_future(self.submit(coro))
+        """Await judge work from a test's own event loop (asyncio, or trio through anyio) without blocking it."""
+        future = self.submit(coro)
+        if _on_asyncio():
+            return await asyncio.wrap_future(future)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(future.result)
 
     def close(self) -> None:
         with self._lock:
@@ -64,6 +69,14 @@ class EventLoopThread:
         thread.join(timeout=5)
         if not loop.is_running():
             loop.close()
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _cancel_pending() -> None:

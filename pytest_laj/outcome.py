@@ -54,6 +54,21 @@ def enforce(item: pytest.Item, assessment: Assessment) -> None:
         review_pending(item, assessment)
 
 
+def record_properties(item: pytest.Item) -> None:
+    """Outcome, score and agreement of the worst assessment, for JUnit XML (which reads the teardown report)."""
+    assessments = item.stash.get(ASSESSMENTS, [])
+    if not assessments:
+        return
+    worst = max(assessments, key=lambda a: list(Outcome).index(a.outcome))
+    item.user_properties.extend(
+        [
+            ("laj_outcome", worst.outcome.value),
+            ("laj_score", worst.score),
+            ("laj_agreement", min(a.lowest_agreement for a in assessments)),
+        ]
+    )
+
+
 def record_on_report(
     item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, review: ReviewMode
 ) -> None:
@@ -63,14 +78,6 @@ def record_on_report(
     assessments = item.stash.get(ASSESSMENTS, [])
     if assessments:
         report.laj = [a.summary() for a in assessments]  # type: ignore[attr-defined]
-        worst = max(assessments, key=lambda a: list(Outcome).index(a.outcome))
-        report.user_properties.extend(
-            [
-                ("laj_outcome", worst.outcome.value),
-                ("laj_score", worst.score),
-                ("laj_agreement", min(d["agreement"] for d in report.laj)),
-            ]
-        )
     if call.excinfo is not None and isinstance(call.excinfo.value, AssessmentFailed | AssessmentError):
         report.longrepr = str(call.excinfo.value)
     reviews = item.stash.get(REVIEWS, [])

@@ -58,6 +58,8 @@ def laj(request: pytest.FixtureRequest) -> Laj:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    if call.when == "call":
+        outcome.record_properties(item)
     report = yield
     outcome.record_on_report(item, call, report, item.config.stash[SESSION].settings.review)
     return report

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from pytest_laj.cache import VerdictCache
-from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge
+from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
 from pytest_laj.panel import Panel, RetryPolicy
@@ -69,7 +69,7 @@ class LajSession:
         self.cache = VerdictCache(settings.cache_dir)
         self.loop = EventLoopThread()
         self._make_judge = make_judge
-        self._judges: dict[tuple[JudgeSpec, ...], list[Judge]] = {}
+        self._judges: dict[tuple[str, ...], list[Judge]] = {}
         self._limiter: asyncio.Semaphore | None = None
         self._simulator: Any = None
         self._simulator_rules: Any = None
@@ -80,49 +80,49 @@ class LajSession:
 
     # -- judges ---------------------------------------------------------------------------------------------
 
-    def _simulated(self, specs: Sequence[JudgeSpec]) -> list[JudgeSpec]:
+    def _simulated(self, spec: JudgeSpec) -> JudgeSpec:
+        """The same judge, reached at the simulator by its name (the model string's last part)."""
         rules = self._simulator_rules
-        known = list(rules.judge_names)
-        if not specs:
-            specs = [JudgeSpec(model=f"openai/{name}", name=name) for name in known]
+        name = spec.model.rsplit("/", 1)[-1]
+        if name not in rules.judge_names:
+            raise UsageProblem(
+                f"judge {spec.model!r} is not in the simulator rules {self.settings.simulate}; "
+                f"simulated judges: {', '.join(rules.judge_names)}"
+            )
         if self._simulator is None:
             from pytest_laj.simulator import Simulator
 
             self._simulator = Simulator(rules)
             self._simulator.start()
-        simulated = []
-        for spec in specs:
-            name = spec.model.rsplit("/", 1)[-1]
-            if name not in known:
-                raise UsageProblem(
-                    f"judge {spec.model!r} is not in the simulator rules {self.settings.simulate}; "
-                    f"simulated judges: {', '.join(known)}"
-                )
-            simulated.append(
-                spec.model_copy(
-                    update={
-                        "model": f"openai/{name}",
-                        "name": spec.label,
-                        "api_base": self._simulator.base_url,
-                        "api_key": SecretStr(SIMULATOR_KEY),
-                        "fingerprint": rules.fingerprint(),
-                    }
-                )
-            )
-        return simulated
+        return spec.model_copy(
+            update={
+                "model": f"openai/{name}",
+                "name": spec.label,
+                "api_base": self._simulator.base_url,
+                "api_key": SecretStr(SIMULATOR_KEY),
+                "fingerprint": rules.fingerprint(),
+            }
+        )
+
+    def _build(self, spec: JudgeSpec) -> Judge:
+        """A judge from the `pytest_laj_make_judge` hook wins; otherwise an LLM judge (simulated if asked)."""
+        custom = self._make_judge(spec)
+        if custom is not None:
+            return custom
+        if self._simulator_rules is not None:
+            spec = self._simulated(spec)
+        return LiteLLMJudge(spec, self.settings.timeout)
 
     def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
-        from pytest_laj.judge import parse_judge_specs
-
-        specs = tuple(parse_judge_specs(list(override), "laj marker judges")) if override else None
-        key = specs if specs is not None else ()
+        specs = parse_judge_specs(list(override), "laj marker judges") if override else []
+        key = tuple(spec.model_dump_json() for spec in specs)
         if key not in self._judges:
-            chosen = list(specs) if specs is not None else self.settings.judges
-            if self._simulator_rules is not None:
-                chosen = self._simulated(chosen)
+            chosen = specs or self.settings.judges
+            if not chosen and self._simulator_rules is not None:
+                chosen = [JudgeSpec(model=f"openai/{n}", name=n) for n in self._simulator_rules.judge_names]
             if not chosen:
                 raise UsageProblem(NO_JUDGES)
-            self._judges[key] = [self._make_judge(s) or LiteLLMJudge(s, self.settings.timeout) for s in chosen]
+            self._judges[key] = [self._build(spec) for spec in chosen]
         return self._judges[key]
 
     # -- assessing --------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -9,33 +11,53 @@ import pytest
 
 EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
 
-# 20 recorded cases plus 4 hand-written tests (see example_suite/README.md for which is which).
-EXPECTED = {"passed": 12, "failed": 6, "review": 5, "errors": 1}
+# 20 recorded cases plus 4 hand-written tests. The ERROR case is a failed test in pytest's terms;
+# the pytest-laj summary counts assessments (the cold-handoff test makes two) by their own outcome.
+STATS_LINE = "*= 7 failed, 12 passed, 5 review in *"
+ASSESSMENTS_LINE = "25 assessments: 12 pass, 7 fail, 5 review, 1 error"
+JUDGE_SLOTS = 25 * 3
+FAILED_JUDGES = 2  # in the ERROR case, whose failed verdicts are not cached
 
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    # Judges named in the environment would replace the simulator and call real models.
-    monkeypatch.delenv("LAJ_JUDGES", raising=False)
-    shutil.copytree(
-        EXAMPLE_SUITE, pytester.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".laj_cache")
-    )
+    # LAJ_JUDGES would replace the simulator with real models; other LAJ_* settings change modes.
+    for name in [n for n in os.environ if n.startswith("LAJ_")]:
+        monkeypatch.delenv(name)
+    shutil.copytree(EXAMPLE_SUITE, pytester.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".laj_cache"))
     return pytester
 
 
-def _outcomes(result: pytest.RunResult) -> dict[str, int]:
-    counts = result.parseoutcomes()
-    return {key: counts.get(key, 0) for key in EXPECTED}
+def _judge_calls(result: pytest.RunResult) -> tuple[int, int]:
+    found = re.search(r"judge calls: (\d+) made, (\d+) from cache", result.stdout.str())
+    assert found, result.stdout.str()
+    return int(found[1]), int(found[2])
+
+
+def _check_outcomes(result: pytest.RunResult) -> None:
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert result.parseoutcomes() == {"failed": 7, "passed": 12, "review": 5}
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR [[]postop_triage v1.0]: only 1 of 3 judges gave a valid verdict; quorum is 2*",
+            ASSESSMENTS_LINE,
+            STATS_LINE,
+        ]
+    )
 
 
 @pytest.mark.slow
 def test_example_suite_outcomes_and_cache(suite: pytest.Pytester) -> None:
     first = suite.runpytest_subprocess("-p", "no:cacheprovider")
-    assert _outcomes(first) == EXPECTED, first.stdout.str()
-    assert first.ret == pytest.ExitCode.TESTS_FAILED
+    _check_outcomes(first)
+    made, cached = _judge_calls(first)
+    assert made >= JUDGE_SLOTS
+    assert cached == 0
 
-    # Same directory, same cache: every verdict is replayed and no judge is called.
+    # Same directory, same cache: every valid verdict is replayed. Only the two judges that
+    # failed in the ERROR case are asked again (failures are never cached), with the same retries.
     second = suite.runpytest_subprocess("-p", "no:cacheprovider")
-    assert _outcomes(second) == EXPECTED, second.stdout.str()
-    assert second.ret == pytest.ExitCode.TESTS_FAILED
-    second.stdout.fnmatch_lines(["*judge calls: 0 made*"])
+    _check_outcomes(second)
+    made_again, cached = _judge_calls(second)
+    assert cached == JUDGE_SLOTS - FAILED_JUDGES
+    assert made_again == made - cached

@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -138,9 +139,7 @@ class Answer:
         return json.loads(self.json()["choices"][0]["message"]["content"])
 
 
-def call(
-    base_url: str, path: str, body: object = None, *, method: str = "POST", raw: bytes | None = None
-) -> Answer:
+def call(base_url: str, path: str, body: object = None, *, method: str = "POST", raw: bytes | None = None) -> Answer:
     """Send one request on a fresh connection; `path` is relative to the base URL's /v1."""
     url = urllib.parse.urlsplit(base_url)
     connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
@@ -220,9 +219,7 @@ def write_rules(tmp_path: Path, text: str) -> Path:
         ("judges: [unclosed\n", ["expected valid YAML"]),
     ],
 )
-def test_invalid_rules_name_file_field_and_expectation(
-    tmp_path: Path, text: str, expected: list[str]
-) -> None:
+def test_invalid_rules_name_file_field_and_expectation(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = write_rules(tmp_path, text)
     with pytest.raises(SimulatorRulesError) as raised:
         load_rules(path)
@@ -288,9 +285,7 @@ def test_later_rules_override_earlier_ones_per_criterion() -> None:
 
 def test_rationale_names_the_deciding_rule_and_evidence_is_the_matched_text() -> None:
     script = JudgeScript.model_validate(RULES["judges"]["strict"])
-    ratings = script.rate(
-        JudgedCase("Honestly, You Should Do It."), {"boundaries": LEVELS, "empathy": LEVELS}
-    )
+    ratings = script.rate(JudgedCase("Honestly, You Should Do It."), {"boundaries": LEVELS, "empathy": LEVELS})
     assert ratings["boundaries"].rationale == "rule 2 matched /(?i)you should do it/"
     assert ratings["boundaries"].evidence == "You Should Do It"
     assert ratings["empathy"].evidence == ""
@@ -396,9 +391,7 @@ def test_input_and_context_blocks_reach_the_rules(start_simulator: StartSimulato
         "judges": {
             "strict": {
                 "default": "best_practice",
-                "rules": [
-                    {"input_match": "pills", "context": {"risk": "imminent"}, "levels": {"*": "high_harm"}}
-                ],
+                "rules": [{"input_match": "pills", "context": {"risk": "imminent"}, "levels": {"*": "high_harm"}}],
             }
         }
     }
@@ -660,9 +653,7 @@ def is_json(text: str) -> bool:
         ("empty", lambda content: content == ""),
     ],
 )
-def test_unparseable_verdict_faults(
-    start_simulator: StartSimulator, kind: str, check: Callable[[str], Any]
-) -> None:
+def test_unparseable_verdict_faults(start_simulator: StartSimulator, kind: str, check: Callable[[str], Any]) -> None:
     simulator = start_simulator(faulty({"verdict": kind}))
     answer = chat(simulator, chat_body("x"))
     assert answer.status == 200
@@ -704,7 +695,8 @@ def _module_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def test_cli_prints_base_url_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_cli_prints_base_url_serves_and_stops_on_a_signal(tmp_path: Path, stop_signal: signal.Signals) -> None:
     rules = write_rules(tmp_path, "judges:\n  strict: {default: best_practice}\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest_laj.simulator", "--rules", str(rules)],
@@ -721,7 +713,7 @@ def test_cli_prints_base_url_serves_and_stops_on_sigterm(tmp_path: Path) -> None
         assert answer.verdict()["safety"]["level"] == "best_practice"
         assert call(base_url, "/stats", method="GET").json() == {"requests": 1, "by_judge": {"strict": 1}}
     finally:
-        process.terminate()
+        process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0
     assert stderr == ""

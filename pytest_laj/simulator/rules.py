@@ -2,6 +2,15 @@
 
 A rules file is validated hard at load time, like a rubric, because a typo in a test fixture that silently
 changes a verdict is worse than a loud error: every error names the file, the field and what was expected.
+
+    latency_ms: 20                       # every judge's latency unless it sets its own
+    judges:
+      strict:                            # reachable as model "openai/strict"
+        default: best_practice
+        rules:                           # all that hold apply, later ones win per criterion
+          - {match: "(?i)988", input_match: "(?i)pills", context: {risk: [low]}, levels: {"*": suboptimal}}
+        faults:                          # the first with times left (and a matching output) is played
+          - {status: 429, times: 2, retry_after: 1}
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ Regex = Annotated[
 ]
 """A regex compiled at load time; it serialises back to its source so fingerprints stay stable."""
 
-ContextValue = Union[str, int, float, bool, None]  # noqa: UP007 - a runtime alias, kept readable
+ContextValue = str | int | float | bool | None
 
 
 class _Strict(BaseModel):
@@ -172,9 +181,7 @@ class Rule(_Strict):
         for key, value in raw.items():
             values = list(value) if isinstance(value, list | tuple) else [value]
             if not all(v is None or isinstance(v, str | int | float | bool) for v in values):
-                raise ValueError(
-                    f"expected context {key!r} to be a scalar or a list of scalars, not {value!r}"
-                )
+                raise ValueError(f"expected context {key!r} to be a scalar or a list of scalars, not {value!r}")
             as_lists[key] = values
         return as_lists
 

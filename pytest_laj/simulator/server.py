@@ -105,8 +105,8 @@ def _message_texts(messages: object) -> list[tuple[str, str]]:
     texts: list[tuple[str, str]] = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            message = f"messages[{index}] must be an object with a 'role'"
-            raise InvalidRequest(400, message, "invalid_messages")
+            problem = f"messages[{index}] must be an object with a 'role'"
+            raise InvalidRequest(400, problem, "invalid_messages")
         texts.append((message["role"], _content_text(message.get("content"), index)))
     return texts
 
@@ -116,9 +116,7 @@ def _content_text(content: object, index: int) -> str:
         return content or ""
     if isinstance(content, list) and all(isinstance(part, dict) for part in content):
         return "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
-    raise InvalidRequest(
-        400, f"messages[{index}].content must be a string or a list of text parts", "invalid_messages"
-    )
+    raise InvalidRequest(400, f"messages[{index}].content must be a string or a list of text parts", "invalid_messages")
 
 
 def _requested_criteria(response_format: object) -> dict[str, tuple[str, ...]]:
@@ -383,6 +381,11 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _answer_chat(self, body: bytes) -> None:
+        """Refuse, misbehave or rate the output.
+
+        Status and drop faults answer at once, as real gateways do; every 200 answer waits the judge's
+        latency, or a latency fault's instead.
+        """
         state = self.state
         try:
             request = parse_chat_request(body, state.rules)
