@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,26 @@ class Case(BaseModel):
     note: str = ""
 
 
+def _read_jsonl(text: str) -> list[Any]:
+    """One JSON value a line, read with json: YAML decodes the surrogate-pair escapes json.dumps writes for
+    non-BMP characters (emoji) into two lone surrogates. Lines end at newline only, not at U+2028."""
+    entries: list[Any] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number}, column {exc.colno}: {exc.msg}") from exc
+    return entries
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Read a YAML file `{cases: [...]}` (or a bare list), or a JSONL file with one case per line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".jsonl":
-            raw: Any = [yaml.safe_load(line) for line in text.splitlines() if line.strip()]
-        else:
-            raw = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
+        raw: Any = _read_jsonl(text) if path.suffix == ".jsonl" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise CaseFileError(f"{path}: cannot read cases: {exc}") from exc
     entries = raw.get("cases") if isinstance(raw, dict) else raw
     if not isinstance(entries, list):

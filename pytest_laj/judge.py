@@ -7,6 +7,7 @@ entirely from the cache must not pay it.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -39,6 +40,14 @@ TRANSPORT_KEYS = frozenset(
         "vertex_credentials",
     }
 )
+_CREDENTIAL_WORDS = ("key", "token", "secret", "password", "credential", "credentials")
+
+
+def _is_transport_key(name: str) -> bool:
+    """A listed transport key, or any name with a word ending in a credential word (aws_session_token,
+    azure_ad_token, apiKey): credentials rotate and must never reach a cache key. max_tokens is not one."""
+    words = re.split(r"[^a-z0-9]+", name.lower())
+    return name in TRANSPORT_KEYS or any(word.endswith(_CREDENTIAL_WORDS) for word in words)
 
 
 class JudgeSpecError(ValueError):
@@ -83,7 +92,9 @@ class JudgeSpec(BaseModel):
         else:
             raise JudgeSpecError(f"{source}: a judge is a model string or a mapping, got {type(value).__name__}")
         known = {k: v for k, v in fields.items() if k in cls.model_fields and k != "extra"}
-        known["extra"] = {k: v for k, v in fields.items() if k not in cls.model_fields}
+        unknown = {k: v for k, v in fields.items() if k not in cls.model_fields}
+        extra = fields.get("extra", {})
+        known["extra"] = {**extra, **unknown} if isinstance(extra, Mapping) else extra
         try:
             return cls.model_validate(known)
         except ValidationError as exc:
@@ -122,6 +133,13 @@ class Judge(ABC):
         """Values to scrub from anything shown about this judge."""
         return []
 
+    def prepare(self) -> None:  # noqa: B027 - optional, most judges need no set-up
+        """Slow one-time set-up (an import, a model load), run off the event loop and outside any timeout."""
+
+    def describe(self, error: BaseException) -> str:
+        """A one-line account of a failed call, for failure messages."""
+        return f"{type(error).__name__}: {' '.join(str(error).split())}".rstrip(": ")
+
 
 _litellm: ModuleType | None = None
 
@@ -139,6 +157,9 @@ def import_litellm() -> ModuleType:
     return _litellm
 
 
+_LITELLM_PREFIX = re.compile(
+    r"^(?:litellm\.)?\w+(?:Error|Exception|Timeout): (?:\w+(?:Error|Timeout): )?(?:\w+Exception - )?"
+)
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = frozenset({"Timeout", "APIConnectionError", "APITimeoutError", "ConnectError", "ReadTimeout"})
 
@@ -153,7 +174,7 @@ class LiteLLMJudge(Judge):
         self.timeout = timeout
 
     def identity(self) -> dict[str, Any]:
-        extra = {k: v for k, v in self.spec.extra.items() if k not in TRANSPORT_KEYS}
+        extra = {k: v for k, v in self.spec.extra.items() if not _is_transport_key(k)}
         return {
             "kind": "litellm",
             "model": self.spec.model,
@@ -163,7 +184,18 @@ class LiteLLMJudge(Judge):
         }
 
     def secrets(self) -> list[str]:
-        return [self.spec.api_key.get_secret_value()] if self.spec.api_key else []
+        values = [str(v) for k, v in self.spec.extra.items() if _is_transport_key(k) and isinstance(v, str)]
+        return values + ([self.spec.api_key.get_secret_value()] if self.spec.api_key else [])
+
+    def prepare(self) -> None:
+        import_litellm()
+
+    def describe(self, error: BaseException) -> str:
+        """One line a person can read: `RateLimitError (HTTP 429): slow down`."""
+        text = _LITELLM_PREFIX.sub("", " ".join(str(error).split()))
+        status = getattr(error, "status_code", None)
+        kind = type(error).__name__ + (f" (HTTP {status})" if isinstance(status, int) else "")
+        return f"{kind}: {text}" if text else kind
 
     async def rate(self, request: JudgeRequest) -> JudgeVerdict:
         litellm = import_litellm()

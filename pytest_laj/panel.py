@@ -35,11 +35,10 @@ class RetryPolicy:
         return backoff * random.uniform(0.5, 1.5)
 
 
-def _describe(error: BaseException, secrets: Sequence[str]) -> str:
-    if isinstance(error, asyncio.TimeoutError | TimeoutError) and not str(error):
-        return "timed out"
-    text = " ".join(str(error).split()) or type(error).__name__
-    return redact(f"{type(error).__name__}: {text}"[:400], secrets)
+def _describe(judge: Judge, error: BaseException, timeout: float) -> str:
+    if isinstance(error, TimeoutError) and not str(error):
+        return f"timed out after {timeout:g} s"
+    return redact(judge.describe(error)[:400], judge.secrets())
 
 
 class Panel:
@@ -88,6 +87,7 @@ class Panel:
         return result
 
     async def _call(self, judge: Judge, request: JudgeRequest, result: JudgeResult) -> JudgeResult:
+        await asyncio.to_thread(judge.prepare)
         attempt = 0
         while True:
             attempt += 1
@@ -101,7 +101,7 @@ class Panel:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                reason = _describe(error, judge.secrets())
+                reason = _describe(judge, error, self._timeout)
                 if attempt > self._retry.retries or not judge.is_transient(error):
                     if attempt > 1:
                         reason += f" (after {attempt} attempts)"

@@ -12,11 +12,14 @@ __all__ = ["redact"]
 
 _TOKENS = re.compile(
     r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:sk|pk|rk|xai|gsk|key)-[A-Za-z0-9_-]{8,}"
+    r"|\b(?:(?:sk|pk|rk|xai|key)-|gsk_)[A-Za-z0-9_-]{8,}"
     r"|\bAIza[0-9A-Za-z_-]{20,}"
 )
+# A value assigned to a name ending in a credential word: api_key, x-api-key, aws_secret_access_key,
+# Ocp-Apim-Subscription-Key, aws_session_token, client_secret, vertex_credentials, ...
 _ASSIGNMENTS = re.compile(
-    r"(?i)((?:api[_-]?key|token|secret|authorization|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"
+    r"(?i)((?:(?:api|[_-])key|token|secret|authorization|password|credentials?)[\"']?\s*[:=]\s*[\"']?)"
+    r"[^\s\"',}]{4,}"
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "ContextVariable",
@@ -128,13 +129,17 @@ class Thresholds(_Frozen):
         return self.quorum if self.quorum is not None else panel_size // 2 + 1
 
 
-def _check_levels(levels: Sequence[Level], where: str) -> None:
+def _level_problems(levels: Sequence[Level]) -> list[str]:
     ids = [level.id for level in levels]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"{where}: duplicate level ids {duplicates}")
+    problems = [f"duplicate level ids {duplicates}"] if duplicates else []
     if not any(level.applicable for level in levels):
-        raise ValueError(f"{where}: at least one level must be applicable")
+        problems.append("at least one level must be applicable")
+    return problems
+
+
+def _problem(loc: tuple[str | int, ...], message: str, got: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("rubric", "{message}", {"message": message}), loc=loc, input=got)
 
 
 class Rubric(_Frozen):
@@ -156,30 +161,35 @@ class Rubric(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rubric:
-        _check_levels(self.levels, "levels")
-        seen: set[str] = set()
-        for criterion in self.criteria:
-            where = f"criterion {criterion.id!r}"
-            if criterion.id in seen:
-                raise ValueError(f"duplicate criterion id {criterion.id!r}")
-            seen.add(criterion.id)
+        """Cross-field checks, each reported at its own field path (a plain ValueError here would be reported
+        at the top level, with the whole rubric as the input)."""
+        problems = [_problem(("levels",), p, [lv.id for lv in self.levels]) for p in _level_problems(self.levels)]
+        first_index: dict[str, int] = {}
+        for index, criterion in enumerate(self.criteria):
+            at = ("criteria", index)
+            first = first_index.setdefault(criterion.id, index)
+            if first != index:
+                message = f"duplicate criterion id {criterion.id!r}, first used by criteria[{first}]"
+                problems.append(_problem((*at, "id"), message, criterion.id))
             if criterion.levels is not None:
-                _check_levels(criterion.levels, f"{where} levels")
+                ids = [lv.id for lv in criterion.levels]
+                problems += [_problem((*at, "levels"), p, ids) for p in _level_problems(criterion.levels)]
             level_ids = [level.id for level in self.levels_for(criterion)]
             for level_id in criterion.guidance:
                 if level_id not in level_ids:
-                    raise ValueError(f"{where} guidance names level {level_id!r}; expected one of {level_ids}")
+                    message = f"names level {level_id!r}; expected one of {level_ids}"
+                    problems.append(_problem((*at, "guidance"), message, criterion.guidance))
             for name, allowed in criterion.applies_when.items():
                 if name not in self.context:
-                    raise ValueError(
-                        f"{where} applies_when names context variable {name!r}; "
-                        f"declared variables: {sorted(self.context)}"
-                    )
+                    message = f"names context variable {name!r}; declared variables: {sorted(self.context)}"
+                    problems.append(_problem((*at, "applies_when"), message, criterion.applies_when))
+                    continue
                 unknown = [v for v in allowed if v not in self.context[name].values]
                 if unknown:
-                    raise ValueError(
-                        f"{where} applies_when {name}={unknown}; expected values from {list(self.context[name].values)}"
-                    )
+                    message = f"{name}={unknown}; expected values from {list(self.context[name].values)}"
+                    problems.append(_problem((*at, "applies_when"), message, criterion.applies_when))
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
     def levels_for(self, criterion: Criterion) -> tuple[Level, ...]:
@@ -294,11 +304,16 @@ class RubricRegistry:
         self._loaded: dict[Path, Rubric] = {}
 
     def _build_index(self) -> dict[str, Path]:
+        """Map ids to files; a file reached through overlapping directories (or a symlink) is one file."""
         index: dict[str, Path] = {}
+        seen: set[Path] = set()
         for directory in self._directories:
             if not directory.is_dir():
                 continue
             for path in sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")]):
+                if path.resolve() in seen:
+                    continue
+                seen.add(path.resolve())
                 try:
                     raw = _read_yaml(path)
                 except RubricError as exc:

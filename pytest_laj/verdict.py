@@ -138,6 +138,10 @@ class Assessment(BaseModel):
     def cache_hits(self) -> int:
         return sum(1 for j in self.judges if j.cached)
 
+    @property
+    def lowest_agreement(self) -> float:
+        return min((c.agreement for c in self.criteria.values() if c.applicable), default=1.0)
+
     def explain(self) -> str:
         from pytest_laj.report import explain_assessment
 
@@ -150,7 +154,7 @@ class Assessment(BaseModel):
             "outcome": self.outcome.value,
             "reason": self.reason,
             "score": self.score,
-            "agreement": min((c.agreement for c in self.criteria.values() if c.applicable), default=1.0),
+            "agreement": self.lowest_agreement,
             "calls": self.calls_made,
             "cache_hits": self.cache_hits,
             "review_criteria": list(self.review_criteria),
@@ -158,9 +162,10 @@ class Assessment(BaseModel):
         }
 
 
-def severity_rank(level: Level, position: int) -> tuple[bool, float, bool, int]:
-    """Ties go to the more severe level; 'not relevant' ranks below every applicable level."""
-    return (level.critical, level.severity, level.applicable, position)
+def severity_rank(level: Level, position: int) -> tuple[bool, bool, float, int]:
+    """Ties go to the more severe level; 'not relevant' ranks below every applicable level, whatever its
+    severity, so a tie never drops a criterion from the score."""
+    return (level.applicable, level.critical, level.severity, position)
 
 
 def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, float]:
