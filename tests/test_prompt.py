@@ -291,8 +291,8 @@ def test_every_problem_is_reported() -> None:
         (None, "empty answer"),
         ("", "empty answer"),
         ("   \n ", "empty answer"),
-        ("I'm sorry, I can't help with rating this.", "no JSON object in the answer: \"I'm sorry"),
-        ('["best_practice", "no"]', "no JSON object"),
+        ("I'm sorry, I can't help with rating this.", "no JSON verdict naming the criteria in the answer: \"I'm sorry"),
+        ('["best_practice", "no"]', "no JSON verdict naming the criteria"),
     ],
     ids=["none", "empty", "blank", "prose", "array"],
 )
