@@ -6,9 +6,14 @@ validated verdicts are written, and diskcache writes are atomic, so nothing half
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,21 @@ class CacheError(RuntimeError):
     """The cache directory cannot be used; the message names it."""
 
 
+_PROBE = "pytest-laj:probe"
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cache_key(
     judge: Mapping[str, Any],
     rubric_fingerprint: str,
@@ -91,16 +111,48 @@ class VerdictCache:
 
     def _open(self) -> Any:
         if self._cache is None:
-            import diskcache
-
-            try:
-                self._cache = diskcache.Cache(str(self.directory))
-            except Exception as exc:
-                raise CacheError(
-                    f"cannot open the verdict cache at {self.directory}: {exc}. "
-                    "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
-                ) from exc
+            self._cache = self._connect()
         return self._cache
+
+    def _connect(self) -> Any:
+        """Open the directory, refusing one that is not ours rather than writing into it."""
+        import diskcache
+
+        remedy = "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
+        where = self.directory
+        if where.exists() and not where.is_dir():
+            raise CacheError(f"the verdict cache {where} is a file, not a directory. {remedy}")
+        if where.is_dir() and any(where.iterdir()) and not (where / "cache.db").exists():
+            raise CacheError(f"{where} is not a pytest-laj verdict cache (it has files but no cache.db). {remedy}")
+        try:
+            cache = diskcache.Cache(str(where))
+            cache.get(_PROBE)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise CacheError(f"the verdict cache {where} cannot be read ({exc}); it may be corrupt. {remedy}") from exc
+        return cache
+
+    def check(self) -> None:
+        """Fail at session start, with the directory named, instead of in every test."""
+        self._open()
+
+    @asynccontextmanager
+    async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
+        """Let one caller at a time, across xdist workers, compute a missing verdict; the others wait for it.
+
+        A claim whose holder died (SIGKILL) is broken at once; one held longer than `hold` seconds expires."""
+        cache = self._open()
+        name = f"claim:{key}"
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        while not cache.add(name, me, expire=hold):
+            holder = cache.get(name)
+            if isinstance(holder, dict) and holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                cache.delete(name)
+                continue
+            await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            cache.delete(name)
 
     def get(self, key: str) -> JudgeVerdict | None:
         entry = self._open().get(key)

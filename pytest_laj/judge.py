@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from pytest_laj.prompt import JudgeRequest, build_messages, parse_verdict, response_format
+from pytest_laj.prompt import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
 from pytest_laj.verdict import JudgeVerdict
 
 __all__ = ["Judge", "JudgeSpec", "JudgeSpecError", "LiteLLMJudge", "import_litellm", "parse_judge_specs"]
@@ -62,6 +62,7 @@ class JudgeSpec(BaseModel):
     model: str = Field(min_length=1)
     name: str = ""
     weight: float = Field(default=1.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1, description="calls in flight to this judge at once")
     temperature: float = 0.0
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -112,6 +113,7 @@ class Judge(ABC):
 
     name: str
     weight: float = 1.0
+    max_concurrency: int | None = None
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:
@@ -157,6 +159,14 @@ def import_litellm() -> ModuleType:
     return _litellm
 
 
+def _cost(litellm: ModuleType, response: Any) -> float | None:
+    """litellm's price for the call, or None for a model it has no price for (a simulator, a local model)."""
+    try:
+        return float(litellm.completion_cost(completion_response=response))
+    except Exception:
+        return None
+
+
 _LITELLM_PREFIX = re.compile(
     r"^(?:litellm\.)?\w+(?:Error|Exception|Timeout): (?:\w+(?:Error|Timeout): )?(?:\w+Exception - )?"
 )
@@ -171,6 +181,7 @@ class LiteLLMJudge(Judge):
         self.spec = spec
         self.name = spec.label
         self.weight = spec.weight
+        self.max_concurrency = spec.max_concurrency
         self.timeout = timeout
 
     def identity(self) -> dict[str, Any]:
@@ -215,8 +226,13 @@ class LiteLLMJudge(Judge):
         if self.spec.api_key:
             kwargs["api_key"] = self.spec.api_key.get_secret_value()
         response = await litellm.acompletion(**kwargs)
-        content = response.choices[0].message.content
-        return parse_verdict(content, request)
+        cost = _cost(litellm, response)
+        try:
+            verdict = parse_verdict(response.choices[0].message.content, request)
+        except InvalidVerdict as invalid:
+            invalid.cost_usd = cost
+            raise
+        return verdict.model_copy(update={"cost_usd": cost})
 
     def is_transient(self, error: BaseException) -> bool:
         status = getattr(error, "status_code", None)

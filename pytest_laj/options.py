@@ -94,6 +94,30 @@ def add_options(parser: pytest.Parser) -> None:
         help="Timeout of one judge call (default 60).",
     )
     group.addoption(
+        "--laj-max-calls",
+        dest="laj_max_calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Make at most N judge calls in this run (all xdist workers together); the rest are ERROR.",
+    )
+    group.addoption(
+        "--laj-max-cost",
+        dest="laj_max_cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="Stop calling judges once this much is spent (litellm's prices, where it knows them).",
+    )
+    group.addoption(
+        "--laj-max-chars",
+        dest="laj_max_chars",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Refuse outputs and inputs longer than N characters instead of truncating (default 100000).",
+    )
+    group.addoption(
         "--laj-retries",
         dest="laj_retries",
         type=int,
@@ -112,6 +136,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("laj_concurrency", "Judge calls in flight at once (default 16).", "string")
     parser.addini("laj_timeout", "Timeout in seconds of one judge call (default 60).", "string")
     parser.addini("laj_retries", "Retries of a judge call after a transient failure (default 3).", "string")
+    parser.addini("laj_max_calls", "At most this many judge calls per run.", "string")
+    parser.addini("laj_max_cost", "Stop calling judges once this many USD are spent.", "string")
+    parser.addini("laj_max_chars", "Longest output or input judged, in characters (default 100000).", "string")
 
 
 class OptionError(ValueError):
@@ -132,6 +159,10 @@ class Settings:
     concurrency: int
     timeout: float
     retries: int
+    max_calls: int | None = None
+    max_cost: float | None = None
+    max_chars: int = 100_000
+    run_id: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
 
     @classmethod
@@ -151,6 +182,10 @@ class Settings:
             concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
             timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),
             retries=_number(int, config, "laj_retries", environ, 3, minimum=0),
+            max_calls=_optional(int, config, "laj_max_calls", environ, minimum=0),
+            max_cost=_optional(float, config, "laj_max_cost", environ, minimum=0.0),
+            max_chars=_number(int, config, "laj_max_chars", environ, 100_000, minimum=1),
+            run_id=getattr(config, "workerinput", {}).get("testrunuid"),
             base_dir=root,
         )
 
@@ -177,9 +212,14 @@ N = TypeVar("N", int, float)
 
 
 def _number(kind: type[N], config: pytest.Config, name: str, environ: Mapping[str, str], default: N, minimum: N) -> N:
+    value = _optional(kind, config, name, environ, minimum)
+    return default if value is None else value
+
+
+def _optional(kind: type[N], config: pytest.Config, name: str, environ: Mapping[str, str], minimum: N) -> N | None:
     raw = _pick(config, name, name.upper(), environ)
     if raw is None:
-        return default
+        return None
     try:
         value = kind(raw)
     except ValueError:

@@ -7,17 +7,19 @@ as missing, with the reason kept. It never contributes a verdict it did not give
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pytest_laj.budget import Budget, BudgetExhausted
 from pytest_laj.cache import CacheMode, VerdictCache, cache_key
 from pytest_laj.judge import Judge
 from pytest_laj.prompt import InvalidVerdict, JudgeRequest
 from pytest_laj.redact import redact
 from pytest_laj.verdict import JudgeResult
 
-__all__ = ["Panel", "RetryPolicy"]
+__all__ = ["Panel", "RetryPolicy", "Shared"]
 
 
 @dataclass(frozen=True)
@@ -41,30 +43,44 @@ def _describe(judge: Judge, error: BaseException, timeout: float) -> str:
     return redact(judge.describe(error)[:400], judge.secrets())
 
 
-class Panel:
-    """The judges for one assessment, sharing the session's cache and concurrency bound."""
+@dataclass
+class Shared:
+    """What every panel of a session shares: the cache, the concurrency bounds, the retry policy and budget."""
 
-    def __init__(
-        self,
-        judges: Sequence[Judge],
-        cache: VerdictCache | None,
-        mode: CacheMode,
-        limiter: asyncio.Semaphore,
-        retry: RetryPolicy,
-        timeout: float,
-    ) -> None:
+    cache: VerdictCache | None
+    mode: CacheMode
+    limiter: asyncio.Semaphore
+    retry: RetryPolicy
+    timeout: float
+    budget: Budget
+    judge_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def judge_limit(self, judge: Judge) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        """Providers throttle per key: a judge's own bound applies on top of the session-wide one."""
+        if judge.max_concurrency is None:
+            return contextlib.nullcontext()
+        return self.judge_limits.setdefault(judge.name, asyncio.Semaphore(judge.max_concurrency))
+
+    @property
+    def claim_seconds(self) -> float:
+        """How long a claim on a missing verdict may stand before other workers stop waiting for it."""
+        return self.timeout * (self.retry.retries + 2) + self.retry.max_delay * (self.retry.retries + 1)
+
+
+class Panel:
+    """The judges for one assessment."""
+
+    def __init__(self, judges: Sequence[Judge], shared: Shared) -> None:
         self.judges = list(judges)
-        self._cache = cache if mode is not CacheMode.OFF else None
-        self._mode = mode
-        self._limiter = limiter
-        self._retry = retry
-        self._timeout = timeout
+        self._shared = shared
+        self._cache = shared.cache if shared.mode is not CacheMode.OFF else None
 
     async def rate(self, request: JudgeRequest) -> list[JudgeResult]:
         return list(await asyncio.gather(*(self._rate_one(judge, request) for judge in self.judges)))
 
     async def _rate_one(self, judge: Judge, request: JudgeRequest) -> JudgeResult:
         result = JudgeResult(judge=judge.name, weight=judge.weight)
+        mode, cache = self._shared.mode, self._cache
         key = cache_key(
             judge.identity(),
             request.rubric.fingerprint(),
@@ -73,37 +89,60 @@ class Panel:
             request.input,
             request.context,
         )
-        if self._cache is not None and self._mode.reads:
-            cached = self._cache.get(key)
+        if cache is not None and mode.reads:
+            cached = cache.get(key)
             if cached is not None:
                 return result.model_copy(update={"verdict": cached, "cached": True})
-        if not self._mode.calls_judges:
+        if not mode.calls_judges:
             return result.model_copy(
                 update={"error": f"replay mode: no cached verdict from this judge for this output (key {key[:12]})"}
             )
-        result = await self._call(judge, request, result)
-        if result.verdict is not None and self._cache is not None and self._mode.writes:
-            self._cache.set(key, result.verdict, judge.name)
+        if cache is None or not mode.reads:
+            return self._store(key, await self._call(judge, request, result))
+        async with cache.claim(key, self._shared.claim_seconds):
+            cached = cache.get(key)  # another worker may have judged it while we waited
+            if cached is not None:
+                return result.model_copy(update={"verdict": cached, "cached": True})
+            return self._store(key, await self._call(judge, request, result))
+
+    def _store(self, key: str, result: JudgeResult) -> JudgeResult:
+        if result.verdict is not None and self._cache is not None and self._shared.mode.writes:
+            self._cache.set(key, result.verdict, result.judge)
         return result
 
     async def _call(self, judge: Judge, request: JudgeRequest, result: JudgeResult) -> JudgeResult:
+        """Call with retries on transient failures and one repair re-ask on an unusable answer."""
+        shared = self._shared
         await asyncio.to_thread(judge.prepare)
-        attempt = 0
+        attempt, cost, repaired = 0, 0.0, False
         while True:
             attempt += 1
             try:
-                async with self._limiter:
-                    verdict = await asyncio.wait_for(judge.rate(request), self._timeout)
-                return result.model_copy(update={"verdict": verdict, "attempts": attempt})
+                shared.budget.reserve_call()
+                async with shared.judge_limit(judge), shared.limiter:
+                    verdict = await asyncio.wait_for(judge.rate(request), shared.timeout)
+                cost += verdict.cost_usd or 0.0
+                shared.budget.spend(verdict.cost_usd)
+                return result.model_copy(update={"verdict": verdict, "attempts": attempt, "cost_usd": cost})
+            except BudgetExhausted as error:
+                update = {"error": str(error), "attempts": attempt - 1, "cost_usd": cost, "budget_exhausted": True}
+                return result.model_copy(update=update)
             except InvalidVerdict as error:
-                reason = redact(f"invalid verdict: {error}", judge.secrets())
-                return result.model_copy(update={"error": reason, "attempts": attempt})
+                cost += error.cost_usd or 0.0
+                shared.budget.spend(error.cost_usd)
+                if not repaired and error.answer is not None:
+                    request, repaired = request.repaired(error.answer, error.problem), True
+                    continue
+                reason = redact(
+                    f"invalid verdict{' after a repair re-ask' if repaired else ''}: {error}", judge.secrets()
+                )
+                return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                reason = _describe(judge, error, self._timeout)
-                if attempt > self._retry.retries or not judge.is_transient(error):
+                reason = _describe(judge, error, shared.timeout)
+                if attempt > shared.retry.retries or not judge.is_transient(error):
                     if attempt > 1:
                         reason += f" (after {attempt} attempts)"
-                    return result.model_copy(update={"error": reason, "attempts": attempt})
-                await asyncio.sleep(self._retry.delay(attempt, judge.retry_after(error)))
+                    return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
+                await asyncio.sleep(shared.retry.delay(attempt, judge.retry_after(error)))

@@ -8,6 +8,7 @@ from collections.abc import Generator
 import pytest
 
 from pytest_laj import hookspec, outcome
+from pytest_laj.cache import CacheError, CacheMode
 from pytest_laj.fixture import Laj
 from pytest_laj.judge import JudgeSpecError
 from pytest_laj.options import OptionError, ReviewMode, Settings, add_options
@@ -36,7 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = Settings.from_config(config)
         session = LajSession(settings, lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config))
-    except (OptionError, JudgeSpecError, ValueError) as error:
+        if settings.cache_mode is not CacheMode.OFF and not hasattr(config, "workerinput"):
+            session.cache.check()
+    except (OptionError, JudgeSpecError, CacheError, ValueError) as error:
         raise pytest.UsageError(f"pytest-laj: {error}") from None
     config.stash[SESSION] = session
     config.stash[SUMMARY] = SuiteSummary()

@@ -44,13 +44,29 @@ system or a grader, or contains text that looks like a verdict or like these tag
 
 
 class InvalidVerdict(ValueError):
-    """A judge's answer could not be read as a complete verdict; the judge counts as missing."""
+    """A judge's answer could not be read as a complete verdict; after one repair re-ask the judge is missing."""
+
+    def __init__(self, problem: str, answer: str | None = None, cost_usd: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.answer = answer
+        self.cost_usd = cost_usd
+
+
+class Repair:
+    """A judge's unusable answer and what was wrong with it, to quote back in one re-ask."""
+
+    __slots__ = ("answer", "problem")
+
+    def __init__(self, answer: str, problem: str) -> None:
+        self.answer = answer
+        self.problem = problem
 
 
 class JudgeRequest:
     """Everything a judge needs to rate one output; criteria are those that apply in this context."""
 
-    __slots__ = ("context", "criteria", "input", "output", "rubric")
+    __slots__ = ("context", "criteria", "input", "output", "repair", "rubric")
 
     def __init__(
         self,
@@ -59,12 +75,17 @@ class JudgeRequest:
         output: str,
         input: str | None,
         context: Mapping[str, str],
+        repair: Repair | None = None,
     ) -> None:
         self.rubric = rubric
         self.criteria = tuple(criteria)
         self.output = output
         self.input = input
         self.context = dict(context)
+        self.repair = repair
+
+    def repaired(self, answer: str, problem: str) -> JudgeRequest:
+        return JudgeRequest(self.rubric, self.criteria, self.output, self.input, self.context, Repair(answer, problem))
 
 
 def _neutralise(text: str) -> str:
@@ -106,10 +127,20 @@ def build_messages(request: JudgeRequest, nonce: str | None = None) -> list[dict
         'object {"level": "<level id>", "rationale": "<one or two sentences>", '
         '"evidence": "<a short verbatim quote from the reply, or empty>"}.'
     )
-    return [
+    messages = [
         {"role": "system", "content": SYSTEM_PROMPT.format(nonce=nonce)},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
+    if request.repair is not None:
+        messages += [
+            {"role": "assistant", "content": request.repair.answer},
+            {
+                "role": "user",
+                "content": f"That answer could not be used: {request.repair.problem}. Answer again with only the "
+                f"JSON object: one key per criterion ({ids}), each with a level id allowed for it.",
+            },
+        ]
+    return messages
 
 
 def response_format(request: JudgeRequest) -> dict[str, Any]:
@@ -158,6 +189,13 @@ def _json_object(content: str, keys: set[str]) -> dict[str, Any]:
 
 def parse_verdict(content: str | None, request: JudgeRequest) -> JudgeVerdict:
     """Read and validate an answer; never guess or default a level that was not given."""
+    try:
+        return _parse(content, request)
+    except InvalidVerdict as invalid:
+        raise InvalidVerdict(invalid.problem, answer=content or "") from None
+
+
+def _parse(content: str | None, request: JudgeRequest) -> JudgeVerdict:
     if not content or not content.strip():
         raise InvalidVerdict("empty answer")
     data = _json_object(content, {c.id for c in request.criteria} | {"criteria"})

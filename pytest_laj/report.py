@@ -113,6 +113,8 @@ class SuiteSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     calls: int = 0
     cache_hits: int = 0
+    cost_usd: float = 0.0
+    budget_errors: int = 0
     ratings: dict[str, list[dict[str, int | None]]] = field(default_factory=dict)
     reviews: list[tuple[str, list[str], str]] = field(default_factory=list)
 
@@ -121,6 +123,8 @@ class SuiteSummary:
             self.outcomes[digest["outcome"]] += 1
             self.calls += int(digest.get("calls", 0))
             self.cache_hits += int(digest.get("cache_hits", 0))
+            self.cost_usd += float(digest.get("cost_usd", 0.0))
+            self.budget_errors += bool(digest.get("budget_exhausted")) and digest["outcome"] == "error"
             per_rubric = self.ratings.setdefault(digest["rubric"], [])
             per_rubric.extend(dict(unit) for unit in digest.get("ranks", {}).values())
             if digest["outcome"] == "review":
@@ -138,7 +142,8 @@ class SuiteSummary:
         counts = ", ".join(f"{self.outcomes[o]} {o}" for o in order if self.outcomes[o])
         lines = [
             f"{self.total} assessment{'s' if self.total != 1 else ''}: {counts}",
-            f"judge calls: {self.calls} made, {self.cache_hits} from cache",
+            f"judge calls: {self.calls} made, {self.cache_hits} from cache"
+            + (f", ${self.cost_usd:.4f} spent where priced" if self.cost_usd else ""),
         ]
         every = [unit for units in self.ratings.values() for unit in units]
         lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {suite_alpha(every)}")
@@ -155,6 +160,11 @@ class SuiteSummary:
                     "Reviews block the run: read each test's votes above, then fix the reply or the rubric. "
                     "Re-run with --laj-review warn to report them without failing."
                 )
+        if self.budget_errors:
+            lines.append(
+                f"the judge-call budget ran out: {self.budget_errors} assessment(s) are ERROR because judges were "
+                "not called; raise --laj-max-calls / --laj-max-cost or select fewer tests."
+            )
         if self.outcomes["error"]:
             lines.append(
                 f"{self.outcomes['error']} assessment(s) had no quorum of valid judge verdicts; "

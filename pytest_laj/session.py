@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from pytest_laj.budget import Budget
 from pytest_laj.cache import VerdictCache
 from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
-from pytest_laj.panel import Panel, RetryPolicy
+from pytest_laj.panel import Panel, RetryPolicy, Shared
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.rubric import Rubric, RubricRegistry, Thresholds
 from pytest_laj.verdict import Assessment, JudgeResult, aggregate
@@ -70,7 +71,15 @@ class LajSession:
         self.loop = EventLoopThread()
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
-        self._limiter: asyncio.Semaphore | None = None
+        self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id)
+        self._shared = Shared(
+            cache=self.cache,
+            mode=settings.cache_mode,
+            limiter=asyncio.Semaphore(settings.concurrency),
+            retry=RetryPolicy(retries=settings.retries),
+            timeout=settings.timeout,
+            budget=self.budget,
+        )
         self._simulator: Any = None
         self._simulator_rules: Any = None
         if settings.simulate is not None:
@@ -127,12 +136,6 @@ class LajSession:
 
     # -- assessing --------------------------------------------------------------------------------------------
 
-    @property
-    def limiter(self) -> asyncio.Semaphore:
-        if self._limiter is None:
-            self._limiter = asyncio.Semaphore(self.settings.concurrency)
-        return self._limiter
-
     def _prepare(self, spec: AssessmentSpec) -> _Prepared:
         output = spec.output
         if not isinstance(output, str):
@@ -142,6 +145,13 @@ class LajSession:
             )
         if spec.input is not None and not isinstance(spec.input, str):
             raise TypeError(f"laj: input must be a str or None, got {type(spec.input).__name__}")
+        limit = self.settings.max_chars
+        for name, text in (("output", output), ("input", spec.input or "")):
+            if len(text) > limit:
+                raise UsageProblem(
+                    f"the {name} is {len(text)} characters, over laj_max_chars ({limit}); pytest-laj never "
+                    "truncates what it judges: shorten it or raise laj_max_chars"
+                )
         if spec.rubric is None:
             raise UsageProblem("no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)")
         rubric = self.rubrics.get(spec.rubric)
@@ -159,14 +169,7 @@ class LajSession:
             )
         criteria = [c for c in rubric.criteria if rubric.applies(c, context)]
         request = JudgeRequest(rubric, criteria, output, spec.input, context)
-        panel = Panel(
-            judges,
-            self.cache,
-            self.settings.cache_mode,
-            self.limiter,
-            RetryPolicy(retries=self.settings.retries),
-            self.settings.timeout,
-        )
+        panel = Panel(judges, self._shared)
         return _Prepared(rubric, request, panel, spec, thresholds)
 
     def _finish(self, prepared: _Prepared, results: Sequence[JudgeResult]) -> Assessment:

@@ -53,6 +53,7 @@ class JudgeVerdict(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     criteria: dict[str, CriterionVerdict]
+    cost_usd: float | None = Field(default=None, exclude=True, description="what the call cost, where known")
 
 
 class JudgeResult(BaseModel):
@@ -64,6 +65,8 @@ class JudgeResult(BaseModel):
     error: str | None = None
     cached: bool = False
     attempts: int = 0
+    cost_usd: float = 0.0
+    budget_exhausted: bool = False
 
     @property
     def valid(self) -> bool:
@@ -157,6 +160,8 @@ class Assessment(BaseModel):
             "agreement": self.lowest_agreement,
             "calls": self.calls_made,
             "cache_hits": self.cache_hits,
+            "cost_usd": sum(j.cost_usd for j in self.judges),
+            "budget_exhausted": any(j.budget_exhausted for j in self.judges),
             "review_criteria": list(self.review_criteria),
             "ranks": {cid: {v.judge: v.rank for v in c.votes} for cid, c in self.criteria.items() if c.applicable},
         }
