@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pytest_laj.prompt import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
+from pytest_laj.redact import install_log_filter
 from pytest_laj.verdict import JudgeVerdict
 
 __all__ = ["Judge", "JudgeSpec", "JudgeSpecError", "LiteLLMJudge", "import_litellm", "parse_judge_specs"]
@@ -153,6 +154,7 @@ def import_litellm() -> ModuleType:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
+        install_log_filter()
         litellm.telemetry = False
         litellm.suppress_debug_info = True
         _litellm = litellm

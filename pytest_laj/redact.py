@@ -1,14 +1,35 @@
 """Keep secrets out of everything pytest-laj prints or stores.
 
-Provider exceptions can echo request headers or keys; every error text passes through `redact` first.
+Provider exceptions can echo request headers or keys; every error text passes through `redact` first, and the
+loggers of litellm and its HTTP stack get a filter that does the same, so `--log-file` at DEBUG stays clean.
+Known secrets (judges' api keys, and credentials in the environment) are replaced wherever they appear.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["redact"]
+__all__ = ["RedactingFilter", "install_log_filter", "redact", "remember_secrets"]
+
+_KNOWN: set[str] = set()
+_SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|credentials?)$")
+_LOGGERS = (
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "litellm",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "openai",
+    "openai._base_client",
+    "pytest_laj",
+)
 
 _TOKENS = re.compile(
     r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
@@ -23,9 +44,36 @@ _ASSIGNMENTS = re.compile(
 )
 
 
+def remember_secrets(values: Iterable[str], environ: Mapping[str, str] = os.environ) -> None:
+    """Secrets to scrub everywhere from now on: these values and every credential-named environment variable."""
+    _KNOWN.update(v for v in values if len(v) >= 8)
+    _KNOWN.update(v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= 8)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
+    for secret in sorted({*secrets, *_KNOWN}, key=len, reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[REDACTED]")
     text = _TOKENS.sub("[REDACTED]", text)
     return _ASSIGNMENTS.sub(r"\1[REDACTED]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with secrets removed (never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_filter() -> None:
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -20,6 +20,7 @@ from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
 from pytest_laj.panel import Panel, RetryPolicy, Shared
 from pytest_laj.prompt import JudgeRequest
+from pytest_laj.redact import remember_secrets
 from pytest_laj.rubric import Rubric, RubricRegistry, Thresholds
 from pytest_laj.verdict import Assessment, JudgeResult, aggregate
 
@@ -132,6 +133,7 @@ class LajSession:
             if not chosen:
                 raise UsageProblem(NO_JUDGES)
             self._judges[key] = [self._build(spec) for spec in chosen]
+            remember_secrets(secret for judge in self._judges[key] for secret in judge.secrets())
         return self._judges[key]
 
     # -- assessing --------------------------------------------------------------------------------------------
