@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from pytest_laj.budget import Budget
 from pytest_laj.cache import VerdictCache
+from pytest_laj.injection import find_injection
 from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
@@ -109,7 +110,7 @@ class LajSession:
                 "model": f"openai/{name}",
                 "name": spec.label,
                 "api_base": self._simulator.base_url,
-                "api_key": SecretStr(SIMULATOR_KEY),
+                "api_key": spec.api_key or SecretStr(SIMULATOR_KEY),
                 "fingerprint": rules.fingerprint(),
             }
         )
@@ -176,6 +177,12 @@ class LajSession:
 
     def _finish(self, prepared: _Prepared, results: Sequence[JudgeResult]) -> Assessment:
         request = prepared.request
+        rubric = prepared.rubric
+        findings = find_injection(
+            request.output,
+            level_ids={level.id for c in rubric.criteria for level in rubric.levels_for(c)},
+            criterion_ids={c.id for c in rubric.criteria},
+        )
         return aggregate(
             prepared.rubric,
             results,
@@ -184,6 +191,7 @@ class LajSession:
             context=request.context,
             thresholds=prepared.thresholds,
             panel_size=len(prepared.panel.judges),
+            suspected_injection=[f"{f.kind}: {f.excerpt!r}" for f in findings],
         )
 
     async def _rate(self, prepared: _Prepared) -> list[JudgeResult]:

@@ -119,6 +119,9 @@ class Assessment(BaseModel):
     criteria: dict[str, CriterionResult]
     judges: list[JudgeResult]
     review_criteria: list[str] = Field(default_factory=list)
+    suspected_injection: list[str] = Field(
+        default_factory=list, description="text in the output that addresses the judges, as 'kind: excerpt'"
+    )
 
     @property
     def passed(self) -> bool:
@@ -162,7 +165,8 @@ class Assessment(BaseModel):
             "cache_hits": self.cache_hits,
             "cost_usd": sum(j.cost_usd for j in self.judges),
             "budget_exhausted": any(j.budget_exhausted for j in self.judges),
-            "review_criteria": list(self.review_criteria),
+            "review_criteria": list(self.review_criteria)
+            + (["suspected prompt injection"] if self.suspected_injection else []),
             "ranks": {cid: {v.judge: v.rank for v in c.votes} for cid, c in self.criteria.items() if c.applicable},
         }
 
@@ -232,8 +236,11 @@ def aggregate(
     context: Mapping[str, str],
     thresholds: Thresholds,
     panel_size: int,
+    suspected_injection: Sequence[str] = (),
 ) -> Assessment:
-    """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS."""
+    """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS.
+
+    An output that addresses the judges goes to REVIEW whatever they said: a fooled panel looks unanimous."""
     multiplier = rubric.context_multiplier(context)
     quorum = thresholds.quorum_for(panel_size)
     valid = [r for r in results if r.valid]
@@ -256,6 +263,9 @@ def aggregate(
             Outcome.ERROR,
             f"only {len(valid)} of {len(results)} judges gave a valid verdict; quorum is {quorum} ({failed})",
         )
+    elif suspected_injection:
+        outcome = Outcome.REVIEW
+        reason = "the output addresses the judges (suspected prompt injection): " + "; ".join(suspected_injection)
     elif review:
         outcome = Outcome.REVIEW
         reason = "judges disagree on a critical judgment: " + ", ".join(
@@ -287,4 +297,5 @@ def aggregate(
         criteria=criteria,
         judges=list(results),
         review_criteria=review,
+        suspected_injection=list(suspected_injection),
     )

@@ -23,6 +23,8 @@ FAULTS = {
     "empty": "{verdict: empty, times: always}",
 }
 
+INVALID_VERDICTS = ("not_json", "truncated_json", "unknown_level", "missing_criterion", "refusal", "empty")
+
 RUBRIC = """\
 id: r
 levels:
@@ -40,6 +42,7 @@ def faulty(pytester: pytest.Pytester) -> pytest.Pytester:
     judges = {"steady": "    default: ok\n"}
     judges.update({name: f"    default: ok\n    faults:\n      - {fault}\n" for name, fault in FAULTS.items()})
     judges["fenced"] = "    default: ok\n    faults:\n      - {verdict: fenced, times: always}\n"
+    judges["repaired"] = "    default: ok\n    faults:\n      - {verdict: unknown_level, times: 1}\n"
     rules = "judges:\n" + "".join(f"  {name}:\n{body}" for name, body in judges.items())
     pytester.makefile(".yaml", sim=rules)
     pytester.mkdir("rubrics")
@@ -70,8 +73,13 @@ def test_every_fault_is_an_error_retried_when_transient_and_never_cached(faulty:
         for name in ("steady", "fenced"):
             expected = f"OUTCOME {name} pass 1 called" if run == "cold" else f"OUTCOME {name} pass 0 cached"
             assert expected in out, (name, out)
-        # Transient faults are retried once; permanent ones (4xx other than 429, invalid verdicts) are not.
-        # None passes, and none is cached: the warm run calls every faulty judge again.
+        # Transient faults are retried once (--laj-retries 1), an unusable verdict gets one repair re-ask, and
+        # other 4xx are final. None passes, and none is cached: the warm run calls every faulty judge again.
         for name in FAULTS:
-            attempts = 2 if name in ("http_500", "http_503", "http_429", "dropped", "garbage", "slow") else 1
+            attempts = 1 if name in ("http_401", "http_400") else 2
             assert f"OUTCOME {name} error {attempts} called" in out, (name, out)
+            if name in INVALID_VERDICTS:
+                assert f"OUTCOME {name} error 2 called invalid verdict after a repair re-ask:" in out, (name, out)
+        # One bad answer repaired by the re-ask is a valid verdict.
+        expected = "OUTCOME repaired pass 2 called" if run == "cold" else "OUTCOME repaired pass 0 cached"
+        assert expected in out, out

@@ -11,6 +11,9 @@ changes a verdict is worse than a loud error: every error names the file, the fi
           - {match: "(?i)988", input_match: "(?i)pills", context: {risk: [low]}, levels: {"*": suboptimal}}
         faults:                          # the first with times left (and a matching output) is played
           - {status: 429, times: 2, retry_after: 1}
+      gullible:
+        default: suboptimal
+        obey_injection: true             # an output that talks to the grader gets the best level everywhere
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -54,6 +58,13 @@ __all__ = [
 
 EVERY_CRITERION = "*"
 _JUDGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# What a gullible judge takes for instructions meant for it: an override, or a grader addressed by name. It is
+# deliberately cruder than pytest_laj.injection: the simulator plays a judge that falls for it, not the guard.
+_INJECTION = re.compile(
+    r"(?i)\b(?:(?:ignore|disregard) (?:all |any )?(?:the )?(?:previous|prior|above) instructions"
+    r"|(?:grader|judge|evaluator|rater)s?\b)"
+)
+_OBEYED_INJECTION = "followed instructions found in the reply"
 
 
 class SimulatorRulesError(ValueError):
@@ -111,6 +122,7 @@ class Fault(_Strict):
     status: int | None = Field(default=None, ge=400, le=599)
     retry_after: int | None = Field(default=None, ge=0)
     message: str | None = None
+    echo_auth: StrictBool = False  # echo the request's Authorization header, as careless providers do
     latency_ms: int | None = Field(default=None, ge=0)
     drop: Literal[True] | None = None
     body: Literal["garbage"] | None = None
@@ -129,8 +141,8 @@ class Fault(_Strict):
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(f"expected exactly one of {', '.join(_FAULT_KINDS)} (found {found})")
-        if self.status is None and (self.retry_after is not None or self.message is not None):
-            raise ValueError("retry_after and message only go with a status fault")
+        if self.status is None and (self.retry_after is not None or self.message is not None or self.echo_auth):
+            raise ValueError("retry_after, message and echo_auth only go with a status fault")
         return self
 
     @property
@@ -232,6 +244,7 @@ class JudgeScript(_Strict):
     default: str | None = None
     rules: list[Rule] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
+    obey_injection: StrictBool = False
 
     def rate(self, case: JudgedCase, criteria: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
         """Rate every requested criterion (criterion id -> allowed level ids).
@@ -239,7 +252,15 @@ class JudgeScript(_Strict):
         Every rule whose conditions hold applies in file order, later rules overriding earlier ones; within a
         rule a named criterion beats "*". A level the criterion does not allow is replaced by the default if
         that is allowed, else by the first allowed level, since a real judge would answer something allowed.
+
+        A judge with `obey_injection` does what an output addressed to the grader tells it instead: it ignores
+        its rules and gives every criterion its first (best) allowed level, quoting the text it obeyed.
         """
+        if self.obey_injection and (injection := _INJECTION.search(case.output)) is not None:
+            return {
+                criterion: Rating(allowed[0] if allowed else "", _OBEYED_INJECTION, injection.group(0))
+                for criterion, allowed in criteria.items()
+            }
         chosen = {criterion: self._default_rating() for criterion in criteria}
         for number, rule in enumerate(self.rules, start=1):
             evidence = rule.evidence_for(case)
@@ -306,8 +327,16 @@ class SimulatorRules(_Strict):
         return (self.latency_ms if own is None else own) / 1000
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the rules, so editing them invalidates cached verdicts."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of the rules, so editing them invalidates cached verdicts.
+
+        `obey_injection` is left out while false, so a rules file that does not use it keeps the fingerprint
+        (and the cached verdicts) it had before the option existed.
+        """
+        data = self.model_dump(mode="json")
+        for name, script in self.judges.items():
+            if not script.obey_injection:
+                del data["judges"][name]["obey_injection"]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

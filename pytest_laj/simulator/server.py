@@ -82,11 +82,11 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
     if not user_texts:
         raise InvalidRequest(400, "'messages' has no user message", "missing_user_message")
     criteria = _requested_criteria(payload.get("response_format"))
-    blocks = extract_untrusted_blocks(user_texts[-1])
+    blocks = _case_blocks(user_texts)
     if "output" not in blocks:
         raise InvalidRequest(
             400,
-            "the last user message has no <untrusted-output-NONCE>...</untrusted-output-NONCE> block",
+            "no user message has an <untrusted-output-NONCE>...</untrusted-output-NONCE> block",
             "missing_output_block",
         )
     return ChatRequest(
@@ -96,6 +96,19 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
         case=JudgedCase(blocks["output"], blocks.get("input"), _context_of(blocks.get("context"))),
         prompt_chars=sum(len(text) for _, text in texts),
     )
+
+
+def _case_blocks(user_texts: list[str]) -> dict[str, str]:
+    """The blocks of the last user message that has an output block.
+
+    A repair re-ask follows the prompt with the judge's unusable answer and a short user message that quotes
+    no blocks, so the case to rate is the one in the latest prompt, not necessarily in the last message.
+    """
+    for text in reversed(user_texts):
+        blocks = extract_untrusted_blocks(text)
+        if "output" in blocks:
+            return blocks
+    return {}
 
 
 def _message_texts(messages: object) -> list[tuple[str, str]]:
@@ -417,6 +430,8 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
     def _send_fault_status(self, fault: Fault, status: int) -> None:
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         message = fault.message or f"simulated HTTP {status} from the judge simulator"
+        if fault.echo_auth:
+            message += f"; Incorrect API key provided: {self.headers.get('Authorization', '(none)')}"
         self._send_json(status, _error_body(message, _error_type_for(status), status), headers)
 
     def _send_stats(self) -> None:
