@@ -268,3 +268,36 @@ def test_cache_holds_nothing_but_valid_verdicts(project: LajProject, tmp_path: P
         entries = [cache[k] for k in cache.iterkeys() if not str(k).startswith("claim:")]
     assert [e["judge"] for e in entries] == ["alpha"]
     assert all(e["format"] == 1 and e["verdict"]["criteria"] for e in entries)
+
+
+def test_cost_budget_stops_calls_once_spent(project: LajProject) -> None:
+    (project.pytester.path / "conftest.py").write_text(
+        """
+from pytest_laj import CriterionVerdict, Judge, JudgeVerdict
+
+class Priced(Judge):
+    name = "priced/judge"
+    def identity(self):
+        return {"kind": "priced"}
+    async def rate(self, request):
+        verdict = {c.id: CriterionVerdict(level="best_practice") for c in request.criteria}
+        return JudgeVerdict(criteria=verdict, cost_usd=0.01)
+
+def pytest_laj_make_judge(spec, config):
+    return Priced() if spec.model == "priced/judge" else None
+"""
+    )
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(5))
+        @pytest.mark.laj(rubric="safety", judges=["priced/judge"], thresholds={"quorum": 1})
+        def test_reply(laj, n):
+            laj.check(f"reply {n}")
+        """
+    )
+    result = project.run("--laj-max-cost", "0.025", "--laj-cache", "off")
+    assert result.parseoutcomes() == {"passed": 3, "failed": 2}
+    result.stdout.fnmatch_lines(["judge calls: 3 made, 0 from cache, $0.0300 spent where priced"])
+    assert "budget exhausted: --laj-max-cost 0.025 USD spent; judge not called" in result.stdout.str()
