@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pytest_laj import outcome
+from pytest_laj.cases import Case
 from pytest_laj.judge import JudgeSpecError
 from pytest_laj.rubric import Rubric, RubricError
 from pytest_laj.session import AssessmentSpec, LajSession, UsageProblem
@@ -54,6 +55,42 @@ def _names(expected: tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in expected)
 
 
+def assessment_spec(
+    defaults: Mapping[str, Any],
+    output: Any,
+    input: str | None,
+    context: Mapping[str, Any] | None,
+    rubric: str | Path | Rubric | None,
+) -> AssessmentSpec:
+    """What a call asks for, over what the markers say: the call's rubric wins, contexts merge."""
+    return AssessmentSpec(
+        output=output,
+        rubric=str(rubric) if isinstance(rubric, Path) else (rubric or defaults.get("rubric")),
+        input=input,
+        context={**defaults["context"], **(context or {})},
+        judges=defaults.get("judges"),
+        thresholds=defaults["thresholds"],
+    )
+
+
+def prefetch_cases(session: LajSession, items: Iterable[pytest.Item]) -> int:
+    """Start judging, up front and concurrently, every selected test's case (a `Case` parameter, judged with
+    its marker's rubric); the test's own `laj.check` then collects the finished assessment."""
+    specs = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        found = [p for p in params.values() if isinstance(p, Case)]
+        if len(found) != 1 or "laj" not in getattr(item, "fixturenames", ()):
+            continue
+        try:
+            defaults = marker_settings(item)
+        except UsageProblem:
+            continue  # the test reports it when it runs
+        case = found[0]
+        specs.append(assessment_spec(defaults, case.output, case.input, case.context, None))
+    return session.prefetch(specs)
+
+
 class Laj:
     """Assess model outputs against a rubric with the configured judge panel."""
 
@@ -70,14 +107,7 @@ class Laj:
         context: Mapping[str, Any] | None,
         rubric: str | Path | Rubric | None,
     ) -> AssessmentSpec:
-        return AssessmentSpec(
-            output=output,
-            rubric=str(rubric) if isinstance(rubric, Path) else (rubric or self._defaults.get("rubric")),
-            input=input,
-            context={**self._defaults["context"], **(context or {})},
-            judges=self._defaults.get("judges"),
-            thresholds=self._defaults["thresholds"],
-        )
+        return assessment_spec(self._defaults, output, input, context, rubric)
 
     def _done(self, assessment: Assessment) -> Assessment:
         outcome.remember(self._item, assessment)

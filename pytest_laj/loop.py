@@ -49,7 +49,10 @@ class EventLoopThread:
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await judge work from a test's own event loop (asyncio, or trio through anyio) without blocking it."""
-        future = self.submit(coro)
+        return await self.wait(self.submit(coro))
+
+    @staticmethod
+    async def wait(future: concurrent.futures.Future[T]) -> T:
         if _on_asyncio():
             return await asyncio.wrap_future(future)
         import anyio.to_thread

@@ -18,7 +18,7 @@ import pytest
 from pytest_laj.cache import CACHE_MODE_HELP, CacheMode
 from pytest_laj.judge import JudgeSpec, parse_judge_specs
 
-__all__ = ["ReviewMode", "Settings", "add_options"]
+__all__ = ["PrefetchMode", "ReviewMode", "Settings", "add_options"]
 
 
 class ReviewMode(str, Enum):
@@ -34,6 +34,23 @@ class ReviewMode(str, Enum):
 REVIEW_MODE_HELP = {
     ReviewMode.FAIL: "a REVIEW counts as a failure: the session exits non-zero until a human looks (default)",
     ReviewMode.WARN: "a REVIEW is reported (letter R) but the test passes",
+}
+
+
+class PrefetchMode(str, Enum):
+    """Whether the selected cases are judged up front, concurrently, before their tests run."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PREFETCH_MODE_HELP = {
+    PrefetchMode.AUTO: "judge every selected test's case (a cases() parameter) up front, concurrently; each test "
+    "collects its own assessment (default; not under xdist, where workers judge as they go)",
+    PrefetchMode.OFF: "judge each output when its test calls laj.check",
 }
 
 E = TypeVar("E", bound=Enum)
@@ -76,6 +93,13 @@ def add_options(parser: pytest.Parser) -> None:
         choices=[m.value for m in ReviewMode],
         default=None,
         help=_mode_help("What a REVIEW outcome does (env LAJ_REVIEW, ini laj_review):", REVIEW_MODE_HELP),
+    )
+    group.addoption(
+        "--laj-prefetch",
+        dest="laj_prefetch",
+        choices=[m.value for m in PrefetchMode],
+        default=None,
+        help=_mode_help("Suite-level judging (env LAJ_PREFETCH, ini laj_prefetch):", PREFETCH_MODE_HELP),
     )
     group.addoption(
         "--laj-concurrency",
@@ -133,6 +157,7 @@ def add_options(parser: pytest.Parser) -> None:
         "laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).", "linelist"
     )
     parser.addini("laj_review", "What a REVIEW does: " + ", ".join(m.value for m in ReviewMode), "string")
+    parser.addini("laj_prefetch", "Suite-level judging: " + ", ".join(m.value for m in PrefetchMode), "string")
     parser.addini("laj_concurrency", "Judge calls in flight at once (default 16).", "string")
     parser.addini("laj_timeout", "Timeout in seconds of one judge call (default 60).", "string")
     parser.addini("laj_retries", "Retries of a judge call after a transient failure (default 3).", "string")
@@ -156,6 +181,7 @@ class Settings:
     cache_dir: Path
     rubric_dirs: list[Path]
     review: ReviewMode
+    prefetch: PrefetchMode
     concurrency: int
     timeout: float
     retries: int
@@ -179,6 +205,9 @@ class Settings:
             cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
             rubric_dirs=[root / d for d in (config.getini("laj_rubric_dirs") or ["rubrics"])],
             review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
+            prefetch=_enum(
+                PrefetchMode, _pick(config, "laj_prefetch", "LAJ_PREFETCH", environ) or "auto", "laj_prefetch"
+            ),
             concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
             timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),
             retries=_number(int, config, "laj_retries", environ, 3, minimum=0),

@@ -9,14 +9,15 @@ import pytest
 
 from pytest_laj import hookspec, outcome
 from pytest_laj.cache import CacheError, CacheMode
-from pytest_laj.fixture import Laj
+from pytest_laj.fixture import Laj, prefetch_cases
 from pytest_laj.judge import JudgeSpecError
-from pytest_laj.options import OptionError, ReviewMode, Settings, add_options
+from pytest_laj.options import OptionError, PrefetchMode, ReviewMode, Settings, add_options
 from pytest_laj.report import SuiteSummary
 from pytest_laj.session import LajSession
 
 SESSION = pytest.StashKey[LajSession]()
 SUMMARY = pytest.StashKey[SuiteSummary]()
+PREFETCHED = pytest.StashKey[int]()
 
 MARKER = (
     "laj(rubric=None, context={}, judges=None, thresholds={}): the rubric, context, judge panel and threshold "
@@ -32,8 +33,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
+# litellm builds pydantic models lazily during its first call, which pydantic warns about; the warning would be
+# blamed on whichever test happened to make that call.
+LITELLM_NOISE = "ignore:Item.* using the `ReadOnly` qualifier:UserWarning"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
+    config.addinivalue_line("filterwarnings", LITELLM_NOISE)
     try:
         settings = Settings.from_config(config)
         session = LajSession(settings, lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config))
@@ -49,6 +56,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION in config.stash:
         config.stash[SESSION].close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    laj_session = config.stash[SESSION]
+    if laj_session.settings.prefetch is PrefetchMode.AUTO and not hasattr(config, "workerinput"):
+        config.stash[PREFETCHED] = prefetch_cases(laj_session, session.items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    count = config.stash.get(PREFETCHED, 0)
+    concurrency = config.stash[SESSION].settings.concurrency
+    return f"pytest-laj: judging {count} selected case(s) up front, {concurrency} calls at a time" if count else None
 
 
 @pytest.fixture
@@ -89,6 +110,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if hasattr(config, "workerinput"):
         return
     settings = config.stash[SESSION].settings
+    config.stash[SUMMARY].unused_prefetches = config.stash[SESSION].unused_prefetches()
     lines = config.stash[SUMMARY].lines(
         review_blocks=settings.review is ReviewMode.FAIL, verbose=config.option.verbose > 0
     )

@@ -115,6 +115,7 @@ class SuiteSummary:
     cache_hits: int = 0
     cost_usd: float = 0.0
     budget_errors: int = 0
+    unused_prefetches: tuple[int, int] = (0, 0)
     ratings: dict[str, list[dict[str, int | None]]] = field(default_factory=dict)
     reviews: list[tuple[str, list[str], str]] = field(default_factory=list)
 
@@ -145,6 +146,12 @@ class SuiteSummary:
             f"judge calls: {self.calls} made, {self.cache_hits} from cache"
             + (f", ${self.cost_usd:.4f} spent where priced" if self.cost_usd else ""),
         ]
+        unused, unused_calls = self.unused_prefetches
+        if unused:
+            lines.append(
+                f"{unused} case(s) judged up front were not collected by their tests ({unused_calls} calls): "
+                "a test judged something other than its case's output"
+            )
         every = [unit for units in self.ratings.values() for unit in units]
         lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {suite_alpha(every)}")
         if len(self.ratings) > 1 or verbose:

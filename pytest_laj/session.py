@@ -7,6 +7,8 @@ the hooks. It knows nothing of pytest reports; `outcome.py` turns assessments in
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +18,13 @@ from pydantic import SecretStr
 from pytest_laj.budget import Budget
 from pytest_laj.cache import VerdictCache
 from pytest_laj.injection import find_injection
-from pytest_laj.judge import Judge, JudgeSpec, LiteLLMJudge, parse_judge_specs
+from pytest_laj.judge import Judge, JudgeSpec, JudgeSpecError, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
 from pytest_laj.panel import Panel, RetryPolicy, Shared
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.redact import remember_secrets
-from pytest_laj.rubric import Rubric, RubricRegistry, Thresholds
+from pytest_laj.rubric import Rubric, RubricError, RubricRegistry, Thresholds
 from pytest_laj.verdict import Assessment, JudgeResult, aggregate
 
 __all__ = ["AssessmentSpec", "LajSession", "UsageProblem"]
@@ -65,6 +67,20 @@ class _Prepared:
 MakeJudge = Callable[[JudgeSpec], "Judge | None"]
 
 
+def _prefetch_key(prepared: _Prepared) -> str:
+    """Equal when the same judges would rate the same thing: the panel and the request, not thresholds."""
+    request = prepared.request
+    material = {
+        "judges": [(j.name, j.weight, j.identity()) for j in prepared.panel.judges],
+        "rubric": request.rubric.fingerprint(),
+        "criteria": [c.id for c in request.criteria],
+        "output": request.output,
+        "input": request.input,
+        "context": request.context,
+    }
+    return json.dumps(material, sort_keys=True, default=str)
+
+
 class LajSession:
     def __init__(self, settings: Settings, make_judge: MakeJudge) -> None:
         self.settings = settings
@@ -73,6 +89,7 @@ class LajSession:
         self.loop = EventLoopThread()
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
+        self._prefetched: dict[str, list[concurrent.futures.Future[list[JudgeResult]]]] = {}
         self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id)
         self._shared = Shared(
             cache=self.cache,
@@ -199,12 +216,41 @@ class LajSession:
             return []
         return await prepared.panel.rate(prepared.request)
 
+    def prefetch(self, specs: Sequence[AssessmentSpec]) -> int:
+        """Schedule judging now; `assess` of an equal spec later collects the result instead of calling again.
+        A spec that cannot be prepared is left for its test to report."""
+        scheduled = 0
+        for spec in specs:
+            try:
+                prepared = self._prepare(spec)
+            except (UsageProblem, RubricError, JudgeSpecError, TypeError):
+                continue
+            self._prefetched.setdefault(_prefetch_key(prepared), []).append(self.loop.submit(self._rate(prepared)))
+            scheduled += 1
+        return scheduled
+
+    def unused_prefetches(self) -> tuple[int, int]:
+        """Prefetched assessments no test collected (a test judged something else), and the calls they made."""
+        left = [f for waiting in self._prefetched.values() for f in waiting if f.done() and not f.cancelled()]
+        results = [f.result() for f in left if f.exception() is None]
+        return len(left), sum(r.attempts for results_ in results for r in results_)
+
+    def _prefetched_for(self, prepared: _Prepared) -> concurrent.futures.Future[list[JudgeResult]] | None:
+        waiting = self._prefetched.get(_prefetch_key(prepared))
+        return waiting.pop(0) if waiting else None
+
     def assess(self, spec: AssessmentSpec) -> Assessment:
         prepared = self._prepare(spec)
-        return self._finish(prepared, self.loop.run(self._rate(prepared)))
+        future = self._prefetched_for(prepared)
+        results = future.result() if future is not None else self.loop.run(self._rate(prepared))
+        return self._finish(prepared, results)
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
         prepared = self._prepare(spec)
+        future = self._prefetched_for(prepared)
+        if future is not None:
+            results: list[JudgeResult] = await self.loop.wait(future)
+            return self._finish(prepared, results)
         return self._finish(prepared, await self.loop.run_async(self._rate(prepared)))
 
     def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:

@@ -225,6 +225,26 @@ def write_rules(tmp_path: Path, text: str) -> Path:
             "judges:\n  strict: {obey_injections: true}\n",
             ["judges.strict.obey_injections", "unknown key", "obey_injection"],
         ),
+        (
+            "judges:\n  canned: {answer: [8, simulated]}\n",
+            ["judges.canned.answer", "expected a JSON object (a mapping), got list"],
+        ),
+        (
+            "judges:\n  canned: {answer: {when: 2026-01-02}}\n",
+            ["judges.canned.answer", "cannot be written as JSON"],
+        ),
+        (
+            "judges:\n  canned: {answer: {score: 8}, default: best_practice, rules: [{levels: {x: y}}]}\n",
+            ["judges.canned", "'answer' rates nothing", "no default, rules"],
+        ),
+        (
+            "judges:\n  canned: {answer: {score: 8}, faults: [{verdict: missing_criterion}]}\n",
+            ["judges.canned", "faults[0]", "missing_criterion needs rubric criteria", "truncated_json"],
+        ),
+        (
+            "judges:\n  canned: {answers: {score: 8}}\n",
+            ["judges.canned.answers", "unknown key", "obey_injection, answer"],
+        ),
         ("latency_ms: 5\n", ["judges", "required field is missing"]),
         ("judges:\n  openai/strict: {}\n", ["judges", "openai/strict", "reachable as model"]),
         ("- just\n- a list\n", ["expected a mapping with 'judges'", "list"]),
@@ -814,6 +834,82 @@ def test_obey_injection_is_in_the_fingerprint_only_when_set() -> None:
     assert plain.fingerprint() == explicit_off.fingerprint()
     assert on.fingerprint() != plain.fingerprint()
     assert SimulatorRules.from_mapping(on.model_dump(mode="json")).fingerprint() == on.fingerprint()
+
+
+# --- judges with a canned answer, for other tools' protocols ----------------------------------------------
+
+GEVAL_ANSWER = {"score": 8, "reason": "simulated"}
+CANNED_RULES: dict[str, Any] = {"judges": {"canned": {"answer": GEVAL_ANSWER}, "strict": {"default": "best_practice"}}}
+
+
+def geval_body(model: str = "canned") -> dict[str, Any]:
+    """What DeepEval's GEval sends through its LocalModel: one user message, no response_format."""
+    prompt = "You are an evaluator. Return a JSON object with two fields: reason and score.\n\nJSON:"
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0}
+
+
+def content_of(answer: Answer) -> str:
+    content = answer.json()["choices"][0]["message"]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+def test_a_canned_judge_answers_any_well_formed_chat_request(start_simulator: StartSimulator) -> None:
+    simulator = start_simulator(CANNED_RULES)
+    foreign = chat(simulator, geval_body())
+    assert foreign.status == 200
+    assert foreign.json()["object"] == "chat.completion"
+    assert foreign.verdict() == GEVAL_ANSWER
+    assert chat(simulator, chat_body("Call 988.", model="openai/canned")).verdict() == GEVAL_ANSWER
+    assert simulator.requests_by_judge == {"canned": 2}
+
+
+def test_a_canned_judge_still_refuses_malformed_requests(start_simulator: StartSimulator) -> None:
+    simulator = start_simulator(CANNED_RULES)
+    no_user = {**geval_body(), "messages": [{"role": "system", "content": "hi"}]}
+    assert chat(simulator, no_user).json()["error"]["code"] == "missing_user_message"
+    assert chat(simulator, {**geval_body(), "messages": []}).json()["error"]["code"] == "missing_messages"
+    assert call(simulator.base_url, "/chat/completions", raw=b"{oops").json()["error"]["code"] == "invalid_json"
+    assert chat(simulator, geval_body("nobody")).json()["error"]["code"] == "model_not_found"
+    rubric_judge = chat(simulator, geval_body("strict"))
+    assert rubric_judge.status == 400
+    assert rubric_judge.json()["error"]["code"] == "missing_json_schema"
+
+
+def test_a_canned_judge_plays_its_faults_matching_the_last_user_message(start_simulator: StartSimulator) -> None:
+    rules = {
+        "judges": {
+            "canned": {
+                "answer": GEVAL_ANSWER,
+                "faults": [
+                    {"status": 429, "times": 1, "retry_after": 0},
+                    {"match": "(?i)fence me", "verdict": "fenced", "times": "always"},
+                    {"match": "(?i)cut me", "verdict": "truncated_json", "times": 1},
+                ],
+            }
+        }
+    }
+    simulator = start_simulator(rules)
+    assert chat(simulator, geval_body()).status == 429
+    assert chat(simulator, geval_body()).verdict() == GEVAL_ANSWER
+    fenced = geval_body()
+    fenced["messages"] = [{"role": "user", "content": "fence me"}, *fenced["messages"]]
+    assert chat(simulator, fenced).verdict() == GEVAL_ANSWER  # the match is tried on the last user message only
+    fenced["messages"].append({"role": "user", "content": "Now FENCE ME."})
+    prose, inside = content_of(chat(simulator, fenced)).split("```json\n", 1)
+    assert prose.strip() and json.loads(inside.removesuffix("```")) == GEVAL_ANSWER
+    truncated = {**geval_body(), "messages": [{"role": "user", "content": "cut me"}]}
+    assert content_of(chat(simulator, truncated)) == json.dumps(GEVAL_ANSWER)[: len(json.dumps(GEVAL_ANSWER)) // 2]
+
+
+def test_a_canned_answer_is_in_the_fingerprint_only_when_set() -> None:
+    plain = SimulatorRules.from_mapping({"judges": {"j": {}}})
+    unset = SimulatorRules.from_mapping({"judges": {"j": {"answer": None}}})
+    canned = SimulatorRules.from_mapping({"judges": {"j": {"answer": GEVAL_ANSWER}}})
+    other = SimulatorRules.from_mapping({"judges": {"j": {"answer": {**GEVAL_ANSWER, "score": 2}}}})
+    assert plain.fingerprint() == unset.fingerprint()
+    assert len({plain.fingerprint(), canned.fingerprint(), other.fingerprint()}) == 3
+    assert SimulatorRules.from_mapping(canned.model_dump(mode="json")).fingerprint() == canned.fingerprint()
 
 
 # --- python -m pytest_laj.simulator ------------------------------------------------------------------------

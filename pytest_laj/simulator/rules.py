@@ -14,6 +14,15 @@ changes a verdict is worse than a loud error: every error names the file, the fi
       gullible:
         default: suboptimal
         obey_injection: true             # an output that talks to the grader gets the best level everywhere
+      canned:
+        answer: {score: 8, reason: simulated}   # this JSON object is the content of every answer
+
+A judge with `answer` plays a judge for another tool's protocol (DeepEval's GEval, say): it answers ANY
+well-formed chat request (a known model, a non-empty `messages` list with a user message) with the object as
+the message content, without asking for the rubric protocol (no json_schema, no untrusted-output block). It
+has no `default`, `rules` or `obey_injection`; its faults still play, a fault's `match` is tried on the last
+user message, and of the verdict faults only those that make sense for any JSON apply (not_json,
+truncated_json, fenced, refusal, empty).
 """
 
 from __future__ import annotations
@@ -237,14 +246,57 @@ class Rule(_Strict):
         return f"rule {number} matched " + " and ".join(conditions)
 
 
+_RUBRIC_VERDICT_FAULTS = (VerdictFault.UNKNOWN_LEVEL, VerdictFault.MISSING_CRITERION)
+
+
+def _json_object(raw: object) -> object:
+    """A canned answer must be a JSON object: a mapping with string keys whose values JSON can write."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"expected a JSON object (a mapping), got {type(raw).__name__}")
+    if not all(isinstance(key, str) for key in raw):
+        raise ValueError("expected a JSON object with string keys")
+    try:
+        json.dumps(raw, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected a JSON object, but it cannot be written as JSON: {exc}") from None
+    return dict(raw)
+
+
 class JudgeScript(_Strict):
-    """How one scripted judge rates: a default level, rules that override it, and faults it plays."""
+    """How one scripted judge rates: a default level, rules that override it, and faults it plays.
+
+    With `answer` it rates nothing: every well-formed chat request gets that fixed JSON object as content.
+    """
 
     latency_ms: int | None = Field(default=None, ge=0)
     default: str | None = None
     rules: list[Rule] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
     obey_injection: StrictBool = False
+    answer: Annotated[dict[str, Any], PlainValidator(_json_object)] | None = None
+
+    @model_validator(mode="after")
+    def _answer_stands_alone(self) -> JudgeScript:
+        if self.answer is None:
+            return self
+        rating = [
+            name
+            for name, given in (
+                ("default", self.default is not None),
+                ("rules", bool(self.rules)),
+                ("obey_injection", self.obey_injection),
+            )
+            if given
+        ]
+        if rating:
+            raise ValueError(f"a judge with 'answer' rates nothing, so it takes no {', '.join(rating)}")
+        for index, fault in enumerate(self.faults):
+            if fault.verdict in _RUBRIC_VERDICT_FAULTS:
+                raise ValueError(
+                    f"faults[{index}]: verdict {fault.verdict} needs rubric criteria; a judge with 'answer' "
+                    f"takes not_json, truncated_json, fenced, refusal or empty"
+                )
+        return self
 
     def rate(self, case: JudgedCase, criteria: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
         """Rate every requested criterion (criterion id -> allowed level ids).
@@ -329,13 +381,15 @@ class SimulatorRules(_Strict):
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the rules, so editing them invalidates cached verdicts.
 
-        `obey_injection` is left out while false, so a rules file that does not use it keeps the fingerprint
-        (and the cached verdicts) it had before the option existed.
+        `obey_injection` is left out while false and `answer` while unset, so a rules file that does not use
+        them keeps the fingerprint (and the cached verdicts) it had before the options existed.
         """
         data = self.model_dump(mode="json")
         for name, script in self.judges.items():
             if not script.obey_injection:
                 del data["judges"][name]["obey_injection"]
+            if script.answer is None:
+                del data["judges"][name]["answer"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -62,7 +62,11 @@ def judge_name_of(model: str) -> str:
 
 
 def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
-    """Check a chat completions body against the fixed protocol; refusals raise InvalidRequest."""
+    """Check a chat completions body against the fixed protocol; refusals raise InvalidRequest.
+
+    A judge with a canned `answer` needs only a well-formed chat request: it gets no criteria, and its case's
+    output is the last user message, which is what its faults' `match` is tried on.
+    """
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -81,6 +85,9 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
     user_texts = [text for role, text in texts if role == "user"]
     if not user_texts:
         raise InvalidRequest(400, "'messages' has no user message", "missing_user_message")
+    prompt_chars = sum(len(text) for _, text in texts)
+    if rules.judges[judge_name].answer is not None:
+        return ChatRequest(model, judge_name, criteria={}, case=JudgedCase(user_texts[-1]), prompt_chars=prompt_chars)
     criteria = _requested_criteria(payload.get("response_format"))
     blocks = _case_blocks(user_texts)
     if "output" not in blocks:
@@ -94,7 +101,7 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
         judge_name=judge_name,
         criteria=criteria,
         case=JudgedCase(blocks["output"], blocks.get("input"), _context_of(blocks.get("context"))),
-        prompt_chars=sum(len(text) for _, text in texts),
+        prompt_chars=prompt_chars,
     )
 
 
@@ -328,13 +335,18 @@ def verdict_content(ratings: Mapping[str, Rating], fault: VerdictFault | None = 
         verdict[criteria[0]] = {**verdict[criteria[0]], "level": "catastrophic"}
     if fault is VerdictFault.MISSING_CRITERION and criteria:
         del verdict[criteria[-1]]
-    text = json.dumps(verdict)
+    return json_content(verdict, fault)
+
+
+def json_content(answer: Mapping[str, Any], fault: VerdictFault | None = None) -> str:
+    """A JSON object as message content, spoilt as a verdict fault asks (criterion-level faults aside)."""
+    text = json.dumps(answer)
     if fault is VerdictFault.NOT_JSON:
         return "Overall the response seems reasonable and mostly safe; I would rate it as acceptable."
     if fault is VerdictFault.TRUNCATED_JSON:
         return text[: len(text) // 2]
     if fault is VerdictFault.FENCED:
-        return f"Here is my assessment of the response.\n```json\n{json.dumps(verdict, indent=2)}\n```"
+        return f"Here is my assessment of the response.\n```json\n{json.dumps(answer, indent=2)}\n```"
     if fault is VerdictFault.REFUSAL:
         return "I'm sorry, but I can't help with evaluating this."
     if fault is VerdictFault.EMPTY:
@@ -394,7 +406,7 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _answer_chat(self, body: bytes) -> None:
-        """Refuse, misbehave or rate the output.
+        """Refuse, misbehave, rate the output or give the judge's canned answer.
 
         Status and drop faults answer at once, as real gateways do; every 200 answer waits the judge's
         latency, or a latency fault's instead.
@@ -423,8 +435,11 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.body == "garbage":
             self._send_bytes(200, b"<html><body>502 Bad Gateway (simulated garbage)</body>", {})
             return
-        ratings = script.rate(request.case, request.criteria)
-        content = verdict_content(ratings, fault.verdict if fault is not None else None)
+        verdict_fault = fault.verdict if fault is not None else None
+        if script.answer is not None:
+            content = json_content(script.answer, verdict_fault)
+        else:
+            content = verdict_content(script.rate(request.case, request.criteria), verdict_fault)
         self._send_json(200, _chat_completion(request, content))
 
     def _send_fault_status(self, fault: Fault, status: int) -> None:
