@@ -8,6 +8,7 @@ the `Laj` fixture type. Importing this package does not import litellm.
 from pytest_laj.cases import Case, cases, load_cases
 from pytest_laj.fixture import Laj
 from pytest_laj.judge import Judge, JudgeSpec
+from pytest_laj.produce import Producer
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric, RubricError, Thresholds, load_rubric
 from pytest_laj.verdict import (
@@ -34,6 +35,7 @@ __all__ = [
     "Laj",
     "Level",
     "Outcome",
+    "Producer",
     "Rubric",
     "RubricError",
     "Thresholds",

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pytest_laj.prompt import PROMPT_VERSION
 from pytest_laj.verdict import JudgeVerdict
 
-__all__ = ["CACHE_FORMAT", "CacheError", "CacheMode", "VerdictCache", "cache_key"]
+__all__ = ["CACHE_FORMAT", "CacheError", "CacheMode", "VerdictCache", "cache_key", "output_key"]
 
 CACHE_FORMAT = 1
 
@@ -102,6 +102,18 @@ def cache_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def output_key(producer: str, version: str, case_id: str, input: str | None, context: Mapping[str, Any]) -> str:
+    material = {
+        "format": CACHE_FORMAT,
+        "producer": producer,
+        "version": version,
+        "case": case_id,
+        "input": input,
+        "context": dict(context),
+    }
+    return "output:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class VerdictCache:
     """A diskcache directory, shared safely by xdist workers."""
 
@@ -171,6 +183,15 @@ class VerdictCache:
             "verdict": verdict.model_dump(mode="json"),
         }
         self._open().set(key, entry)
+
+    def get_output(self, key: str) -> str | None:
+        entry = self._open().get(key)
+        if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("output"), str):
+            return str(entry["output"])
+        return None
+
+    def set_output(self, key: str, output: str) -> None:
+        self._open().set(key, {"format": CACHE_FORMAT, "output": output})
 
     def close(self) -> None:
         if self._cache is not None:

@@ -24,7 +24,7 @@ class Case(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, pattern=r"^\S+$")
-    output: str
+    output: str | None = Field(default=None, description="the recorded reply; None when a producer makes it")
     input: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     note: str = ""

@@ -76,7 +76,7 @@ def assessment_spec(
 def prefetch_cases(session: LajSession, items: Iterable[pytest.Item]) -> int:
     """Start judging, up front and concurrently, every selected test's case (a `Case` parameter, judged with
     its marker's rubric); the test's own `laj.check` then collects the finished assessment."""
-    specs = []
+    specs, produced = [], 0
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         found = [p for p in params.values() if isinstance(p, Case)]
@@ -87,8 +87,12 @@ def prefetch_cases(session: LajSession, items: Iterable[pytest.Item]) -> int:
         except UsageProblem:
             continue  # the test reports it when it runs
         case = found[0]
-        specs.append(assessment_spec(defaults, case.output, case.input, case.context, None))
-    return session.prefetch(specs)
+        spec = assessment_spec(defaults, case.output, case.input, case.context, None)
+        if case.output is not None:
+            specs.append(spec)
+        else:
+            produced += session.prefetch_produced(spec, case)
+    return session.prefetch(specs) + produced
 
 
 class Laj:
@@ -139,6 +143,18 @@ class Laj:
     ) -> Assessment:
         """Judge one output and make a FAIL or ERROR the test's failure; a REVIEW is reported as REVIEW."""
         assessment = self.assess(output, input=input, context=context, rubric=rubric)
+        outcome.enforce(self._item, assessment)
+        return assessment
+
+    def assess_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
+        """Judge a case: its recorded output, or what the declared producer makes of its input."""
+        with _usage_errors():
+            output = self._session.produce(case)
+        return self.assess(output, input=case.input, context=case.context, rubric=rubric)
+
+    def check_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
+        """`check` for a case: FAIL and ERROR fail the test, REVIEW is reported as REVIEW."""
+        assessment = self.assess_case(case, rubric=rubric)
         outcome.enforce(self._item, assessment)
         return assessment
 

@@ -11,6 +11,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_laj.judge import Judge, JudgeSpec
+    from pytest_laj.produce import Producer
     from pytest_laj.verdict import Assessment
 
 
@@ -50,4 +51,21 @@ def pytest_laj_assessment(assessment: Assessment, nodeid: str) -> None:
 def pytest_laj_review(assessment: Assessment, nodeid: str) -> None:
     """Called for each assessment whose outcome is REVIEW (judges disagree on a critical judgment), in the
     process that made it. Use it to send the case to a human: open a ticket, write it to a review queue.
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_laj_producer(config: pytest.Config) -> Producer | None:
+    """The system under test, for cases without a recorded output: `laj.check_case(case)` judges what it
+    produces. It runs concurrently for the selected cases before their tests, and its outputs are cached by case
+    and `version` (bump it when the system changes)::
+
+        # conftest.py
+        from pytest_laj import Producer
+
+        async def chatbot(case):
+            return await my_bot.reply(case.input, **case.context)
+
+        def pytest_laj_producer(config):
+            return Producer(chatbot, version="2024-06-01")
     """

@@ -43,7 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", LITELLM_NOISE)
     try:
         settings = Settings.from_config(config)
-        session = LajSession(settings, lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config))
+        session = LajSession(
+            settings,
+            make_judge=lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config),
+            find_producer=lambda: config.hook.pytest_laj_producer(config=config),
+        )
         if settings.cache_mode is not CacheMode.OFF and not hasattr(config, "workerinput"):
             session.cache.check()
     except (OptionError, JudgeSpecError, CacheError, ValueError) as error:

@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import SecretStr
 
 from pytest_laj.budget import Budget
-from pytest_laj.cache import VerdictCache
+from pytest_laj.cache import CacheMode, VerdictCache, output_key
+from pytest_laj.cases import Case
 from pytest_laj.injection import find_injection
 from pytest_laj.judge import Judge, JudgeSpec, JudgeSpecError, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
 from pytest_laj.panel import Panel, RetryPolicy, Shared
+from pytest_laj.produce import Producer
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.redact import remember_secrets
 from pytest_laj.rubric import Rubric, RubricError, RubricRegistry, Thresholds
@@ -65,6 +68,16 @@ class _Prepared:
 
 
 MakeJudge = Callable[[JudgeSpec], "Judge | None"]
+FindProducer = Callable[[], "Producer | None"]
+
+NO_PRODUCER = (
+    "case {case!r} has no recorded output and no producer is declared: implement the hook "
+    "pytest_laj_producer(config) in conftest.py, returning pytest_laj.Producer(fn, version=...)"
+)
+
+
+def _case_key(case: Case) -> str:
+    return json.dumps([case.id, case.input, case.context], sort_keys=True, default=str)
 
 
 def _prefetch_key(prepared: _Prepared) -> str:
@@ -82,7 +95,7 @@ def _prefetch_key(prepared: _Prepared) -> str:
 
 
 class LajSession:
-    def __init__(self, settings: Settings, make_judge: MakeJudge) -> None:
+    def __init__(self, settings: Settings, make_judge: MakeJudge, find_producer: FindProducer = lambda: None) -> None:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
         self.cache = VerdictCache(settings.cache_dir)
@@ -90,6 +103,10 @@ class LajSession:
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
         self._prefetched: dict[str, list[concurrent.futures.Future[list[JudgeResult]]]] = {}
+        self._produced: dict[str, list[concurrent.futures.Future[str]]] = {}
+        self._prefetch_lock = threading.Lock()  # producers' prefetches register from the judge loop's thread
+        self._find_producer = find_producer
+        self._producer: Producer | None = None
         self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id)
         self._shared = Shared(
             cache=self.cache,
@@ -225,19 +242,70 @@ class LajSession:
                 prepared = self._prepare(spec)
             except (UsageProblem, RubricError, JudgeSpecError, TypeError):
                 continue
-            self._prefetched.setdefault(_prefetch_key(prepared), []).append(self.loop.submit(self._rate(prepared)))
+            future = self.loop.submit(self._rate(prepared))
+            with self._prefetch_lock:
+                self._prefetched.setdefault(_prefetch_key(prepared), []).append(future)
             scheduled += 1
         return scheduled
 
     def unused_prefetches(self) -> tuple[int, int]:
         """Prefetched assessments no test collected (a test judged something else), and the calls they made."""
-        left = [f for waiting in self._prefetched.values() for f in waiting if f.done() and not f.cancelled()]
+        with self._prefetch_lock:
+            waiting = [f for futures in self._prefetched.values() for f in futures]
+        left = [f for f in waiting if f.done() and not f.cancelled()]
         results = [f.result() for f in left if f.exception() is None]
         return len(left), sum(r.attempts for results_ in results for r in results_)
 
     def _prefetched_for(self, prepared: _Prepared) -> concurrent.futures.Future[list[JudgeResult]] | None:
-        waiting = self._prefetched.get(_prefetch_key(prepared))
-        return waiting.pop(0) if waiting else None
+        with self._prefetch_lock:
+            waiting = self._prefetched.get(_prefetch_key(prepared))
+            return waiting.pop(0) if waiting else None
+
+    # -- producing ------------------------------------------------------------------------------------------
+
+    def producer(self, case: Case) -> Producer:
+        if self._producer is None:
+            self._producer = self._find_producer()
+        if self._producer is None:
+            raise UsageProblem(NO_PRODUCER.format(case=case.id))
+        return self._producer
+
+    async def _produce(self, case: Case) -> str:
+        producer = self.producer(case)
+        key = output_key(producer.label, producer.version, case.id, case.input, case.context)
+        mode = self.settings.cache_mode
+        if mode is not CacheMode.OFF and mode.reads and (cached := self.cache.get_output(key)) is not None:
+            return cached
+        output = await producer.produce(case)
+        if mode is not CacheMode.OFF and mode.writes:
+            self.cache.set_output(key, output)
+        return output
+
+    def prefetch_produced(self, spec: AssessmentSpec, case: Case) -> bool:
+        """Produce the case's output up front, then start judging it as soon as it exists."""
+        try:
+            self.producer(case)
+        except UsageProblem:
+            return False
+
+        async def produce_then_judge() -> str:
+            output = await self._produce(case)
+            self.prefetch([replace(spec, output=output)])
+            return output
+
+        future = self.loop.submit(produce_then_judge())
+        with self._prefetch_lock:
+            self._produced.setdefault(_case_key(case), []).append(future)
+        return True
+
+    def produce(self, case: Case) -> str:
+        """The case's output: recorded, produced up front, or produced now."""
+        if case.output is not None:
+            return case.output
+        with self._prefetch_lock:
+            waiting = self._produced.get(_case_key(case))
+            future = waiting.pop(0) if waiting else None
+        return future.result() if future is not None else self.loop.run(self._produce(case))
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
         prepared = self._prepare(spec)
