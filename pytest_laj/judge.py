@@ -161,12 +161,11 @@ def import_litellm() -> ModuleType:
     return _litellm
 
 
-def _cost(litellm: ModuleType, response: Any) -> float | None:
-    """litellm's price for the call, or None for a model it has no price for (a simulator, a local model)."""
-    try:
-        return float(litellm.completion_cost(completion_response=response))
-    except Exception:
-        return None
+def _cost(response: Any) -> float | None:
+    """The price litellm already worked out for the call (None for a model it has no price for); asking
+    `completion_cost` again would repeat that work, about 2 ms of CPU per call."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return float(cost) if isinstance(cost, int | float) else None
 
 
 _LITELLM_PREFIX = re.compile(
@@ -228,7 +227,7 @@ class LiteLLMJudge(Judge):
         if self.spec.api_key:
             kwargs["api_key"] = self.spec.api_key.get_secret_value()
         response = await litellm.acompletion(**kwargs)
-        cost = _cost(litellm, response)
+        cost = _cost(response)
         try:
             verdict = parse_verdict(response.choices[0].message.content, request)
         except InvalidVerdict as invalid:
