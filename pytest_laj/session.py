@@ -102,6 +102,7 @@ class LajSession:
         self.loop = EventLoopThread()
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
+        self._judges_lock = threading.Lock()
         self._prefetched: dict[str, list[concurrent.futures.Future[list[JudgeResult]]]] = {}
         self._produced: dict[str, list[concurrent.futures.Future[str]]] = {}
         self._prefetch_lock = threading.Lock()  # producers' prefetches register from the judge loop's thread
@@ -161,6 +162,10 @@ class LajSession:
     def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
         specs = parse_judge_specs(list(override), "laj marker judges") if override else []
         key = tuple(spec.model_dump_json() for spec in specs)
+        with self._judges_lock:  # tests and producers' prefetches (on the judge loop) build panels at once
+            return self._panel_judges(key, specs)
+
+    def _panel_judges(self, key: tuple[str, ...], specs: list[JudgeSpec]) -> list[Judge]:
         if key not in self._judges:
             chosen = specs or self.settings.judges
             if not chosen and self._simulator_rules is not None:

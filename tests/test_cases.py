@@ -79,12 +79,18 @@ def test_load_jsonl_non_bmp_characters(tmp_path: Path) -> None:
 
 
 def test_missing_required_field_names_file_case_and_field(tmp_path: Path) -> None:
-    path = write(tmp_path, "crisis.yaml", "cases:\n  - {id: ok, output: fine}\n  - {id: no_output, input: hi}\n")
+    path = write(tmp_path, "crisis.yaml", "cases:\n  - {id: ok, output: fine}\n  - {id: 7, input: hi}\n")
 
     with pytest.raises(CaseFileError) as info:
         load_cases(path)
 
-    assert str(info.value).startswith(f"{path}: case [1] (no_output): output: Field required")
+    assert str(info.value).startswith(f"{path}: case [1] (7): id: Input should be a valid string")
+
+
+def test_a_case_without_output_is_left_to_a_producer(tmp_path: Path) -> None:
+    path = write(tmp_path, "crisis.yaml", "cases:\n  - {id: produced, input: hi}\n")
+
+    assert load_cases(path)[0].output is None
 
 
 def test_invalid_jsonl_case_names_file_and_case(tmp_path: Path) -> None:
@@ -185,7 +191,7 @@ def test_cases_accepts_a_string_path(tmp_path: Path) -> None:
 
 def test_cases_propagates_file_errors(tmp_path: Path) -> None:
     with pytest.raises(CaseFileError):
-        cases(write(tmp_path, "cases.yaml", "- {id: a}\n"))
+        cases(write(tmp_path, "cases.yaml", "- {output: a}\n"))
 
 
 def test_case_is_frozen() -> None:
