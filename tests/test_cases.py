@@ -64,9 +64,9 @@ def test_load_jsonl(tmp_path: Path) -> None:
 
 
 def test_load_jsonl_escaped_slash(tmp_path: Path) -> None:
-    text = '{"id": "link", "output": "see https:\\/\\/988lifeline.org"}\n'
+    text = '{"id": "link", "output": "see https:\\/\\/example.org/988"}\n'
 
-    assert load_cases(write(tmp_path, "cases.jsonl", text))[0].output == "see https://988lifeline.org"
+    assert load_cases(write(tmp_path, "cases.jsonl", text))[0].output == "see https://example.org/988"
 
 
 def test_load_jsonl_non_bmp_characters(tmp_path: Path) -> None:
