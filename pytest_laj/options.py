@@ -225,8 +225,7 @@ def _pick(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]
         return str(cli)
     if environ.get(env, "").strip():
         return environ[env].strip()
-    ini = config.getini(name)
-    return str(ini).strip() or None if ini not in (None, "") else None
+    return str(config.getini(name) or "").strip() or None
 
 
 def _enum(kind: type[E], value: str, option: str) -> E:
