@@ -356,6 +356,7 @@ def json_content(answer: Mapping[str, Any], fault: VerdictFault | None = None) -
 
 class _ChatCompletionsHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     server_version = "pytest-laj-simulator/0.1"
 
     @property
