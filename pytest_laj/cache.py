@@ -144,8 +144,10 @@ class VerdictCache:
         return cache
 
     def check(self) -> None:
-        """Fail at session start, with the directory named, instead of in every test."""
-        self._open()
+        """Fail at session start, with the directory named, instead of in every test; a directory that does
+        not exist yet is created only when a verdict is first read or written."""
+        if self.directory.exists():
+            self._open()
 
     @asynccontextmanager
     async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
