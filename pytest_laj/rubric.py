@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
@@ -153,6 +161,7 @@ class Rubric(_Frozen):
     context: dict[str, ContextVariable] = Field(default_factory=dict)
     criteria: tuple[Criterion, ...] = Field(min_length=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    _fingerprint: tuple[int, str] = PrivateAttr(default=(0, ""))
 
     @field_validator("version", mode="before")
     @classmethod
@@ -205,9 +214,14 @@ class Rubric(_Frozen):
         raise KeyError(criterion_id)
 
     def fingerprint(self) -> str:
-        """Content hash: any edit to the rubric makes cached verdicts stale."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """Content hash: any edit to the rubric makes cached verdicts stale. Computed once (the rubric is frozen):
+        every judge of every assessment asks for it when it builds its cache key."""
+        owner, digest = self._fingerprint
+        if owner != id(self):  # model_copy(update=...) copies private attributes: a copy hashes itself anew
+            canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            self._fingerprint = (id(self), digest)
+        return digest
 
     def resolve_context(self, given: Mapping[str, Any] | None) -> dict[str, str]:
         """Check the given context against the declared variables and fill in defaults."""

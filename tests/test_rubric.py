@@ -553,6 +553,15 @@ def test_fingerprint_changes_with_content(edit: Any) -> None:
     assert rubric_from_data(data, SOURCE).fingerprint() != original.fingerprint()
 
 
+def test_a_copy_with_edits_does_not_reuse_the_cached_fingerprint() -> None:
+    original = rubric_from_data(rubric_data(), SOURCE)
+    before = original.fingerprint()
+    copy = original.model_copy(update={"version": "9"})
+
+    assert copy.fingerprint() != before
+    assert original.fingerprint() == before
+
+
 @pytest.mark.parametrize(("panel", "quorum"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3)])
 def test_quorum_defaults_to_a_majority(panel: int, quorum: int) -> None:
     assert Thresholds().quorum_for(panel) == quorum
