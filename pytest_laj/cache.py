@@ -14,50 +14,18 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from pytest_laj.options import CacheMode
 from pytest_laj.prompt import PROMPT_VERSION
 from pytest_laj.verdict import JudgeVerdict
 
 __all__ = ["CACHE_FORMAT", "CacheError", "CacheMode", "VerdictCache", "cache_key", "output_key"]
 
 CACHE_FORMAT = 1
-
-
-class CacheMode(str, Enum):
-    """How the verdict cache is used."""
-
-    RW = "rw"
-    REPLAY = "replay"
-    REFRESH = "refresh"
-    OFF = "off"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def reads(self) -> bool:
-        return self in (CacheMode.RW, CacheMode.REPLAY)
-
-    @property
-    def writes(self) -> bool:
-        return self in (CacheMode.RW, CacheMode.REFRESH)
-
-    @property
-    def calls_judges(self) -> bool:
-        return self is not CacheMode.REPLAY
-
-
-CACHE_MODE_HELP = {
-    CacheMode.RW: "read cached verdicts, call judges on a miss and store what they answer (default)",
-    CacheMode.REPLAY: "never call a judge; a missing verdict is an ERROR (for reproducible CI)",
-    CacheMode.REFRESH: "call every judge again and overwrite the cache",
-    CacheMode.OFF: "neither read nor write the cache",
-}
 
 
 class CacheError(RuntimeError):
@@ -195,7 +163,29 @@ class VerdictCache:
     def set_output(self, key: str, output: str) -> None:
         self._open().set(key, {"format": CACHE_FORMAT, "output": output})
 
+    def memo(self, mode: CacheMode) -> CacheMemo:
+        return CacheMemo(self, mode)
+
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+
+class CacheMemo:
+    """Figures computed from cached votes (the suite's alpha), kept beside them and read or written as the
+    cache mode says verdicts are."""
+
+    def __init__(self, cache: VerdictCache, mode: CacheMode) -> None:
+        self.cache = cache
+        self.mode = mode
+
+    def get(self, key: str) -> Any:
+        if not self.mode.reads:
+            return None
+        entry = self.cache._open().get(key)
+        return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
+
+    def set(self, key: str, value: Any) -> None:
+        if self.mode.writes:
+            self.cache._open().set(key, {"format": CACHE_FORMAT, "value": value})

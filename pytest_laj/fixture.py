@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pytest_laj import outcome
-from pytest_laj.cases import Case
+from pytest_laj.case import Case
 from pytest_laj.judge import JudgeSpecError
 from pytest_laj.rubric import Rubric, RubricError
 from pytest_laj.session import AssessmentSpec, LajSession, UsageProblem

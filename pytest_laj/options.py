@@ -11,14 +11,47 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from pytest_laj.cache import CACHE_MODE_HELP, CacheMode
-from pytest_laj.judge import JudgeSpec, parse_judge_specs
+if TYPE_CHECKING:
+    from pytest_laj.judge import JudgeSpec
 
-__all__ = ["PrefetchMode", "ReviewMode", "Settings", "add_options"]
+
+__all__ = ["CacheMode", "PrefetchMode", "ReviewMode", "Settings", "add_options"]
+
+
+class CacheMode(str, Enum):
+    """How the verdict cache is used."""
+
+    RW = "rw"
+    REPLAY = "replay"
+    REFRESH = "refresh"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def reads(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REPLAY)
+
+    @property
+    def writes(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REFRESH)
+
+    @property
+    def calls_judges(self) -> bool:
+        return self is not CacheMode.REPLAY
+
+
+CACHE_MODE_HELP = {
+    CacheMode.RW: "read cached verdicts, call judges on a miss and store what they answer (default)",
+    CacheMode.REPLAY: "never call a judge; a missing verdict is an ERROR (for reproducible CI)",
+    CacheMode.REFRESH: "call every judge again and overwrite the cache",
+    CacheMode.OFF: "neither read nor write the cache",
+}
 
 
 class ReviewMode(str, Enum):
@@ -259,16 +292,19 @@ def _optional(kind: type[N], config: pytest.Config, name: str, environ: Mapping[
 
 def _judges(config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[JudgeSpec], str]:
     env = environ.get("LAJ_JUDGES", "").strip()
-    if env:
-        entries: list[Any] = [e.strip() for e in env.split(",") if e.strip()]
-        return parse_judge_specs(entries, "LAJ_JUDGES"), "env"
     cli = config.getoption("laj_judges")
-    if cli:
-        return parse_judge_specs(list(cli), "--laj-judge"), "cli"
     ini = [line for line in config.getini("laj_judges") if line.strip()]
-    if ini:
-        return parse_judge_specs(ini, "ini laj_judges"), "ini"
-    return [], "none"
+    if env:
+        entries, source, where = [e.strip() for e in env.split(",") if e.strip()], "env", "LAJ_JUDGES"
+    elif cli:
+        entries, source, where = list(cli), "cli", "--laj-judge"
+    elif ini:
+        entries, source, where = ini, "ini", "ini laj_judges"
+    else:
+        return [], "none"
+    from pytest_laj.judge import parse_judge_specs  # pydantic: paid only by runs that configure judges
+
+    return parse_judge_specs(entries, where), source
 
 
 def _simulate(config: pytest.Config, environ: Mapping[str, str], ini_dir: Path, judges_from_ini: bool) -> Path | None:

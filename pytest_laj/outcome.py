@@ -3,21 +3,26 @@
 REVIEW is not a new outcome string (JUnit XML and xdist know only passed/failed/skipped): the report keeps a
 standard outcome (failed while reviews block, passed under `laj_review = warn`), carries the review, and
 `report_status` gives it its own category, letter and word.
+
+The hooks here run for every test of every run; `verdict` (pydantic models) is imported only once a test has
+an assessment.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_laj.options import ReviewMode
-from pytest_laj.verdict import Assessment, Outcome
+
+if TYPE_CHECKING:
+    from pytest_laj.verdict import Assessment
 
 __all__ = ["AssessmentError", "AssessmentFailed", "record_on_report", "report_status", "review_pending"]
 
-ASSESSMENTS = pytest.StashKey[list[Assessment]]()
-REVIEWS = pytest.StashKey[list[Assessment]]()
+ASSESSMENTS = pytest.StashKey[list["Assessment"]]()
+REVIEWS = pytest.StashKey[list["Assessment"]]()
 
 
 class AssessmentFailed(AssertionError):
@@ -46,6 +51,8 @@ def review_pending(item: pytest.Item, assessment: Assessment) -> None:
 
 def enforce(item: pytest.Item, assessment: Assessment) -> None:
     """What `laj.check` does with a finished assessment."""
+    from pytest_laj.verdict import Outcome
+
     if assessment.outcome is Outcome.FAIL:
         raise AssessmentFailed(assessment)
     if assessment.outcome is Outcome.ERROR:
@@ -59,6 +66,8 @@ def record_properties(item: pytest.Item) -> None:
     assessments = item.stash.get(ASSESSMENTS, [])
     if not assessments:
         return
+    from pytest_laj.verdict import Outcome
+
     worst = max(assessments, key=lambda a: list(Outcome).index(a.outcome))
     item.user_properties.extend(
         [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from pytest_laj.budget import Budget, BudgetExhausted
@@ -53,13 +53,34 @@ class Shared:
     retry: RetryPolicy
     timeout: float
     budget: Budget
+    across_processes: bool = False  # xdist workers share the cache and must not judge the same output twice
     judge_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    prepared: set[int] = field(default_factory=set)
+    _key_locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
     def judge_limit(self, judge: Judge) -> asyncio.Semaphore | contextlib.nullcontext[None]:
         """Providers throttle per key: a judge's own bound applies on top of the session-wide one."""
         if judge.max_concurrency is None:
             return contextlib.nullcontext()
         return self.judge_limits.setdefault(judge.name, asyncio.Semaphore(judge.max_concurrency))
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        """Compute one missing verdict at a time: across xdist workers by a claim in the cache, within a single
+        process by a lock, which costs no disk writes."""
+        if self.across_processes and self.cache is not None:
+            async with self.cache.claim(key, self.claim_seconds):
+                yield
+            return
+        lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks.pop(key)
+            if users > 1:
+                self._key_locks[key] = (lock, users - 1)
 
     @property
     def claim_seconds(self) -> float:
@@ -99,7 +120,7 @@ class Panel:
             )
         if cache is None or not mode.reads:
             return self._store(key, await self._call(judge, request, result))
-        async with cache.claim(key, self._shared.claim_seconds):
+        async with self._shared.exclusive(key):
             cached = cache.get(key)  # another worker may have judged it while we waited
             if cached is not None:
                 return result.model_copy(update={"verdict": cached, "cached": True})
@@ -113,7 +134,9 @@ class Panel:
     async def _call(self, judge: Judge, request: JudgeRequest, result: JudgeResult) -> JudgeResult:
         """Call with retries on transient failures and one repair re-ask on an unusable answer."""
         shared = self._shared
-        await asyncio.to_thread(judge.prepare)
+        if id(judge) not in shared.prepared:
+            await asyncio.to_thread(judge.prepare)
+            shared.prepared.add(id(judge))
         attempt, cost, repaired = 0, 0.0, False
         while True:
             attempt += 1

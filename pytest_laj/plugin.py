@@ -1,21 +1,28 @@
 """pytest-laj's pytest wiring: options, hooks and the `laj` fixture. The work lives in the modules named here:
-verdicts are decided in `verdict.aggregate`, turned into test outcomes in `outcome`, summarised in `report`."""
+verdicts are decided in `verdict.aggregate`, turned into test outcomes in `outcome`, summarised in `report`.
+
+pytest loads this module for every run in every project where pytest-laj is installed, so it imports only the
+light modules; the judging machinery (`session`, `fixture`, pydantic models) loads when a run configures judges
+or a test asks for `laj`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_laj import hookspec, outcome
-from pytest_laj.cache import CacheError, CacheMode
-from pytest_laj.fixture import Laj, prefetch_cases
-from pytest_laj.judge import JudgeSpecError
-from pytest_laj.options import OptionError, PrefetchMode, ReviewMode, Settings, add_options
+from pytest_laj.options import CacheMode, OptionError, PrefetchMode, ReviewMode, Settings, add_options
 from pytest_laj.report import SuiteSummary
-from pytest_laj.session import LajSession
 
-SESSION = pytest.StashKey[LajSession]()
+if TYPE_CHECKING:
+    from pytest_laj.fixture import Laj
+    from pytest_laj.session import LajSession
+
+SETTINGS = pytest.StashKey[Settings]()
+SESSION = pytest.StashKey["LajSession"]()
 SUMMARY = pytest.StashKey[SuiteSummary]()
 PREFETCHED = pytest.StashKey[int]()
 
@@ -43,18 +50,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", LITELLM_NOISE)
     try:
         settings = Settings.from_config(config)
-        session = LajSession(
-            settings,
-            make_judge=lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config),
-            find_producer=lambda: config.hook.pytest_laj_producer(config=config),
-        )
-        if settings.cache_mode is not CacheMode.OFF and not hasattr(config, "workerinput"):
-            session.cache.check()
-    except (OptionError, JudgeSpecError, CacheError, ValueError) as error:
+    except (OptionError, ValueError) as error:
         raise pytest.UsageError(f"pytest-laj: {error}") from None
-    config.stash[SESSION] = session
+    config.stash[SETTINGS] = settings
     config.stash[SUMMARY] = SuiteSummary()
     config.pluginmanager.register(_SummaryCollector(config.stash[SUMMARY]), "laj-summary")
+    if settings.judges or settings.simulate is not None:
+        laj_session(config)  # configured for judging: report a bad cache or simulator now, not in every test
+
+
+def laj_session(config: pytest.Config) -> LajSession:
+    """The session, opened on first use."""
+    if SESSION not in config.stash:
+        from pytest_laj.cache import CacheError
+        from pytest_laj.session import LajSession
+
+        settings = config.stash[SETTINGS]
+        try:
+            session = LajSession(
+                settings,
+                make_judge=lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config),
+                find_producer=lambda: config.hook.pytest_laj_producer(config=config),
+            )
+            if settings.cache_mode is not CacheMode.OFF and not hasattr(config, "workerinput"):
+                session.cache.check()
+        except (CacheError, ValueError) as error:
+            raise pytest.UsageError(f"pytest-laj: {error}") from None
+        config.stash[SESSION] = session
+    return config.stash[SESSION]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -65,21 +88,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    laj_session = config.stash[SESSION]
-    if laj_session.settings.prefetch is PrefetchMode.AUTO and not hasattr(config, "workerinput"):
-        config.stash[PREFETCHED] = prefetch_cases(laj_session, session.items)
+    if config.stash[SETTINGS].prefetch is not PrefetchMode.AUTO or hasattr(config, "workerinput"):
+        return
+    if any("laj" in getattr(item, "fixturenames", ()) for item in session.items):
+        from pytest_laj.fixture import prefetch_cases
+
+        config.stash[PREFETCHED] = prefetch_cases(laj_session(config), session.items)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
     count = config.stash.get(PREFETCHED, 0)
-    concurrency = config.stash[SESSION].settings.concurrency
+    concurrency = config.stash[SETTINGS].concurrency
     return f"pytest-laj: judging {count} selected case(s) up front, {concurrency} calls at a time" if count else None
 
 
 @pytest.fixture
 def laj(request: pytest.FixtureRequest) -> Laj:
     """Assess model outputs with the judge panel: `laj.check(output, input=..., context=...)`."""
-    return Laj(request.config.stash[SESSION], request.node)
+    from pytest_laj.fixture import Laj
+
+    return Laj(laj_session(request.config), request.node)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -89,7 +117,7 @@ def pytest_runtest_makereport(
     if call.when == "call":
         outcome.record_properties(item)
     report = yield
-    outcome.record_on_report(item, call, report, item.config.stash[SESSION].settings.review)
+    outcome.record_on_report(item, call, report, item.config.stash[SETTINGS].review)
     return report
 
 
@@ -113,10 +141,13 @@ class _SummaryCollector:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
-    settings = config.stash[SESSION].settings
-    config.stash[SUMMARY].unused_prefetches = config.stash[SESSION].unused_prefetches()
+    settings = config.stash[SETTINGS]
+    memo = None
+    if SESSION in config.stash:
+        config.stash[SUMMARY].unused_prefetches = config.stash[SESSION].unused_prefetches()
+        memo = config.stash[SESSION].cache.memo(settings.cache_mode)
     lines = config.stash[SUMMARY].lines(
-        review_blocks=settings.review is ReviewMode.FAIL, verbose=config.option.verbose > 0
+        review_blocks=settings.review is ReviewMode.FAIL, verbose=config.option.verbose > 0, memo=memo
     )
     if lines:
         terminalreporter.section("pytest-laj")

@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pytest_laj.cases import Case
+from pytest_laj.case import Case
 
 __all__ = ["Producer"]
 

@@ -6,11 +6,14 @@ show agreement shares and only the summary computes alpha, across every assessme
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_laj.verdict import Assessment, CriterionResult
+if TYPE_CHECKING:
+    from pytest_laj.verdict import Assessment, CriterionResult
 
 __all__ = ["SuiteSummary", "explain_assessment", "suite_alpha"]
 
@@ -81,14 +84,38 @@ class AlphaResult:
         return f"{self.value:.2f} over {self.units} rated criteria"
 
 
-def suite_alpha(ratings: list[dict[str, int | None]]) -> AlphaResult:
-    """Ordinal Krippendorff's alpha; each entry is one unit (an output's criterion): judge -> level rank."""
+class Memo(Protocol):
+    """Where a figure computed from votes is kept for the next run on the same votes (the verdict cache)."""
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+def suite_alpha(ratings: list[dict[str, int | None]], memo: Memo | None = None) -> AlphaResult:
+    """Ordinal Krippendorff's alpha; each entry is one unit (an output's criterion): judge -> level rank.
+
+    A rerun on cached verdicts has the same votes, so it reads the figure from `memo` instead of importing
+    numpy and krippendorff (about 0.1 s) to compute it again."""
     units = [{j: r for j, r in unit.items() if r is not None} for unit in ratings]
     units = [u for u in units if len(u) >= 2]
     if not units:
         return AlphaResult(None, 0, "no criterion was rated by two or more judges")
     if len({r for u in units for r in u.values()}) < 2:
         return AlphaResult(None, len(units), "every vote was the same level, so there is no variance to compare")
+    if memo is None:
+        return _alpha(units)
+    votes = json.dumps(sorted(sorted(u.items()) for u in units), separators=(",", ":"))  # xdist: any order
+    key = "alpha:" + hashlib.sha256(votes.encode()).hexdigest()
+    known = memo.get(key)
+    if isinstance(known, list) and len(known) == 2 and isinstance(known[1], str):
+        return AlphaResult(known[0], len(units), known[1])
+    result = _alpha(units)
+    memo.set(key, [result.value, result.why_undefined])
+    return result
+
+
+def _alpha(units: list[dict[str, int]]) -> AlphaResult:
     import krippendorff
     import numpy as np
 
@@ -136,7 +163,7 @@ class SuiteSummary:
     def total(self) -> int:
         return sum(self.outcomes.values())
 
-    def lines(self, review_blocks: bool, verbose: bool) -> list[str]:
+    def lines(self, review_blocks: bool, verbose: bool, memo: Memo | None = None) -> list[str]:
         if not self.total:
             return []
         order = ["pass", "fail", "review", "error"]
@@ -153,10 +180,10 @@ class SuiteSummary:
                 "a test judged something other than its case's output"
             )
         every = [unit for units in self.ratings.values() for unit in units]
-        lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {suite_alpha(every)}")
+        lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {suite_alpha(every, memo)}")
         if len(self.ratings) > 1 or verbose:
             for rubric, units in sorted(self.ratings.items()):
-                lines.append(f"  {rubric}: {suite_alpha(units)}")
+                lines.append(f"  {rubric}: {suite_alpha(units, memo)}")
         if self.reviews:
             lines.append(f"needs review ({len(self.reviews)}): judges disagree on a critical judgment")
             for nodeid, criteria, explanation in self.reviews:

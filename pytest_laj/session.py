@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from pytest_laj.budget import Budget
 from pytest_laj.cache import CacheMode, VerdictCache, output_key
-from pytest_laj.cases import Case
+from pytest_laj.case import Case
 from pytest_laj.injection import find_injection
 from pytest_laj.judge import Judge, JudgeSpec, JudgeSpecError, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
@@ -80,18 +80,29 @@ def _case_key(case: Case) -> str:
     return json.dumps([case.id, case.input, case.context], sort_keys=True, default=str)
 
 
-def _prefetch_key(prepared: _Prepared) -> str:
-    """Equal when the same judges would rate the same thing: the panel and the request, not thresholds."""
-    request = prepared.request
-    material = {
-        "judges": [(j.name, j.weight, j.identity()) for j in prepared.panel.judges],
-        "rubric": request.rubric.fingerprint(),
-        "criteria": [c.id for c in request.criteria],
-        "output": request.output,
-        "input": request.input,
-        "context": request.context,
-    }
+def _prefetch_key(spec: AssessmentSpec) -> str:
+    """Equal for a test's call and the prefetch of its case, so the test collects the prefetched judging
+    without preparing the same assessment a second time."""
+    rubric = spec.rubric.fingerprint() if isinstance(spec.rubric, Rubric) else spec.rubric
+    material = [spec.output, spec.input, spec.context, rubric, spec.judges, spec.thresholds]
     return json.dumps(material, sort_keys=True, default=str)
+
+
+Prefetched = tuple[_Prepared, "concurrent.futures.Future[list[JudgeResult]]"]
+
+
+class _SimulatedJudge(LiteLLMJudge):
+    """An LLM judge whose provider is the in-process simulator, started by the first judge that calls it: a run
+    answered from the cache never starts it (nor imports its HTTP server)."""
+
+    def __init__(self, spec: JudgeSpec, timeout: float, simulator_url: Callable[[], str]) -> None:
+        super().__init__(spec, timeout)
+        self._simulator_url = simulator_url
+
+    def prepare(self) -> None:
+        if self.spec.api_base is None:
+            self.spec = self.spec.model_copy(update={"api_base": self._simulator_url()})
+        super().prepare()
 
 
 class LajSession:
@@ -103,7 +114,7 @@ class LajSession:
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
         self._judges_lock = threading.Lock()
-        self._prefetched: dict[str, list[concurrent.futures.Future[list[JudgeResult]]]] = {}
+        self._prefetched: dict[str, list[Prefetched]] = {}
         self._produced: dict[str, list[concurrent.futures.Future[str]]] = {}
         self._prefetch_lock = threading.Lock()  # producers' prefetches register from the judge loop's thread
         self._find_producer = find_producer
@@ -116,6 +127,7 @@ class LajSession:
             retry=RetryPolicy(retries=settings.retries),
             timeout=settings.timeout,
             budget=self.budget,
+            across_processes=settings.run_id is not None,
         )
         self._simulator: Any = None
         self._simulator_rules: Any = None
@@ -135,20 +147,24 @@ class LajSession:
                 f"judge {spec.model!r} is not in the simulator rules {self.settings.simulate}; "
                 f"simulated judges: {', '.join(rules.judge_names)}"
             )
-        if self._simulator is None:
-            from pytest_laj.simulator import Simulator
-
-            self._simulator = Simulator(rules)
-            self._simulator.start()
         return spec.model_copy(
             update={
                 "model": f"openai/{name}",
                 "name": spec.label,
-                "api_base": self._simulator.base_url,
+                "api_base": None,
                 "api_key": spec.api_key or SecretStr(SIMULATOR_KEY),
                 "fingerprint": rules.fingerprint(),
             }
         )
+
+    def _simulator_url(self) -> str:
+        with self._judges_lock:
+            if self._simulator is None:
+                from pytest_laj.simulator import Simulator
+
+                self._simulator = Simulator(self._simulator_rules)
+                self._simulator.start()
+            return str(self._simulator.base_url)
 
     def _build(self, spec: JudgeSpec) -> Judge:
         """A judge from the `pytest_laj_make_judge` hook wins; otherwise an LLM judge (simulated if asked)."""
@@ -156,7 +172,7 @@ class LajSession:
         if custom is not None:
             return custom
         if self._simulator_rules is not None:
-            spec = self._simulated(spec)
+            return _SimulatedJudge(self._simulated(spec), self.settings.timeout, self._simulator_url)
         return LiteLLMJudge(spec, self.settings.timeout)
 
     def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
@@ -249,21 +265,21 @@ class LajSession:
                 continue
             future = self.loop.submit(self._rate(prepared))
             with self._prefetch_lock:
-                self._prefetched.setdefault(_prefetch_key(prepared), []).append(future)
+                self._prefetched.setdefault(_prefetch_key(spec), []).append((prepared, future))
             scheduled += 1
         return scheduled
 
     def unused_prefetches(self) -> tuple[int, int]:
         """Prefetched assessments no test collected (a test judged something else), and the calls they made."""
         with self._prefetch_lock:
-            waiting = [f for futures in self._prefetched.values() for f in futures]
+            waiting = [f for entries in self._prefetched.values() for _, f in entries]
         left = [f for f in waiting if f.done() and not f.cancelled()]
         results = [f.result() for f in left if f.exception() is None]
         return len(left), sum(r.attempts for results_ in results for r in results_)
 
-    def _prefetched_for(self, prepared: _Prepared) -> concurrent.futures.Future[list[JudgeResult]] | None:
+    def _prefetched_for(self, spec: AssessmentSpec) -> Prefetched | None:
         with self._prefetch_lock:
-            waiting = self._prefetched.get(_prefetch_key(prepared))
+            waiting = self._prefetched.get(_prefetch_key(spec))
             return waiting.pop(0) if waiting else None
 
     # -- producing ------------------------------------------------------------------------------------------
@@ -313,17 +329,20 @@ class LajSession:
         return future.result() if future is not None else self.loop.run(self._produce(case))
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
+        prefetched = self._prefetched_for(spec)
+        if prefetched is not None:
+            prepared, future = prefetched
+            return self._finish(prepared, future.result())
         prepared = self._prepare(spec)
-        future = self._prefetched_for(prepared)
-        results = future.result() if future is not None else self.loop.run(self._rate(prepared))
-        return self._finish(prepared, results)
+        return self._finish(prepared, self.loop.run(self._rate(prepared)))
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
-        prepared = self._prepare(spec)
-        future = self._prefetched_for(prepared)
-        if future is not None:
+        prefetched = self._prefetched_for(spec)
+        if prefetched is not None:
+            prepared, future = prefetched
             results: list[JudgeResult] = await self.loop.wait(future)
             return self._finish(prepared, results)
+        prepared = self._prepare(spec)
         return self._finish(prepared, await self.loop.run_async(self._rate(prepared)))
 
     def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:

@@ -191,9 +191,14 @@ def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, f
 def _criterion_result(
     rubric: Rubric, criterion: Criterion, applicable: bool, results: Sequence[JudgeResult], multiplier: float
 ) -> CriterionResult:
-    base = CriterionResult(id=criterion.id, question=criterion.question, weight=criterion.weight, applicable=applicable)
+    fields: dict[str, Any] = {
+        "id": criterion.id,
+        "question": criterion.question,
+        "weight": criterion.weight,
+        "applicable": applicable,
+    }
     if not applicable:
-        return base
+        return CriterionResult(**fields)
     levels = rubric.levels_for(criterion)
     ranks = {lv.id: i for i, lv in enumerate(lv for lv in levels if lv.applicable)}
     critical_ids = {lv.id for lv in levels if lv.critical}
@@ -211,19 +216,17 @@ def _criterion_result(
         if r.verdict is not None and (v := r.verdict.criteria.get(criterion.id)) is not None
     ]
     if not votes:
-        return base
+        return CriterionResult(**fields)
     level, agreement = _consensus(levels, votes)
-    contribution = criterion.weight * level.severity * multiplier if level.applicable else 0.0
-    return base.model_copy(
-        update={
-            "consensus": level.id,
-            "consensus_label": level.label,
-            "critical": level.critical,
-            "severity": level.severity,
-            "agreement": agreement,
-            "contribution": contribution,
-            "votes": votes,
-        }
+    return CriterionResult(
+        **fields,
+        consensus=level.id,
+        consensus_label=level.label,
+        critical=level.critical,
+        severity=level.severity,
+        agreement=agreement,
+        contribution=criterion.weight * level.severity * multiplier if level.applicable else 0.0,
+        votes=votes,
     )
 
 

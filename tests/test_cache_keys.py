@@ -5,7 +5,9 @@ Also the judge configuration (`JudgeSpec.parse`) and `LiteLLMJudge.identity`, wh
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,8 +18,11 @@ from typing import Any
 import pytest
 
 import pytest_laj.cache
+from pytest_laj.budget import Budget
 from pytest_laj.cache import CACHE_FORMAT, VerdictCache, cache_key
 from pytest_laj.judge import TRANSPORT_KEYS, JudgeSpec, JudgeSpecError, LiteLLMJudge
+from pytest_laj.options import CacheMode
+from pytest_laj.panel import RetryPolicy, Shared
 from pytest_laj.prompt import PROMPT_VERSION
 from pytest_laj.verdict import CriterionVerdict, JudgeVerdict
 
@@ -182,6 +187,28 @@ def test_constructing_a_judge_does_not_import_litellm() -> None:
 # -- JudgeSpec.parse ------------------------------------------------------------------------------------------
 
 
+def test_litellm_is_imported_with_its_objects_frozen_out_of_garbage_collection() -> None:
+    code = textwrap.dedent(
+        """
+        import gc
+        from pytest_laj.judge import import_litellm
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        import_litellm()
+        assert gc.isenabled(), "the collector was left off"
+        assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()
+        gc.disable()
+        import pytest_laj.judge as judge
+        judge._litellm = None
+        import_litellm()
+        assert not gc.isenabled(), "a collector the caller had turned off was turned on"
+        """
+    )
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_parse_model_string_with_options() -> None:
     spec = JudgeSpec.parse("openai/gpt-4o weight=2 temperature=0.3 api_base=http://127.0.0.1:9", "laj_judges[0]")
 
@@ -327,3 +354,101 @@ def test_stored_entry_carries_versions_and_no_secret(cache: VerdictCache, tmp_pa
     for path in (tmp_path / "verdicts").rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), path
+
+
+# -- one computation of a missing verdict at a time --------------------------------------------------------------
+
+
+async def _hold(cache: VerdictCache, order: list[str], name: str, seconds: float) -> None:
+    async with cache.claim("k", hold=60):
+        order.append(f"{name} in")
+        await asyncio.sleep(seconds)
+        order.append(f"{name} out")
+
+
+def test_a_claim_makes_the_next_caller_wait(cache: VerdictCache) -> None:
+    order: list[str] = []
+
+    async def both() -> None:
+        await asyncio.gather(_hold(cache, order, "first", 0.2), _hold(cache, order, "second", 0))
+
+    asyncio.run(both())
+
+    assert order == ["first in", "first out", "second in", "second out"]
+    assert cache._open().get("claim:k") is None
+
+
+def test_a_claim_left_by_a_dead_process_is_broken_at_once(cache: VerdictCache) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cache._open().set("claim:k", {"host": socket.gethostname(), "pid": int(dead.stdout)})
+    order: list[str] = []
+
+    asyncio.run(asyncio.wait_for(_hold(cache, order, "next", 0), timeout=5))
+
+    assert order == ["next in", "next out"]
+
+
+def _shared(cache: VerdictCache, across_processes: bool) -> Shared:
+    return Shared(
+        cache=cache,
+        mode=CacheMode.RW,
+        limiter=asyncio.Semaphore(4),
+        retry=RetryPolicy(),
+        timeout=5,
+        budget=Budget(None, None),
+        across_processes=across_processes,
+    )
+
+
+@pytest.mark.parametrize("across_processes", [False, True], ids=["lock", "claim"])
+def test_exclusive_serialises_one_key_and_leaves_nothing_behind(cache: VerdictCache, across_processes: bool) -> None:
+    shared = _shared(cache, across_processes)
+    order: list[str] = []
+
+    async def hold(name: str, key: str, seconds: float) -> None:
+        async with shared.exclusive(key):
+            order.append(f"{name} in")
+            await asyncio.sleep(seconds)
+            order.append(f"{name} out")
+
+    async def run() -> None:
+        await asyncio.gather(hold("a", "k", 0.2), hold("b", "k", 0), hold("other", "k2", 0))
+
+    asyncio.run(run())
+
+    assert order.index("a out") < order.index("b in")
+    assert order.index("other out") < order.index("a out")  # another key does not wait
+    assert shared._key_locks == {}
+    assert cache._open().get("claim:k") is None
+
+
+def test_within_one_process_exclusive_writes_nothing_to_the_cache(cache: VerdictCache) -> None:
+    shared = _shared(cache, across_processes=False)
+
+    async def run() -> None:
+        async with shared.exclusive("k"):
+            assert len(cache._open()) == 0
+
+    asyncio.run(run())
+
+
+# -- figures memoised beside the verdicts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "reads", "writes"),
+    [
+        (CacheMode.RW, True, True),
+        (CacheMode.REPLAY, True, False),
+        (CacheMode.REFRESH, False, True),
+        (CacheMode.OFF, False, False),
+    ],
+)
+def test_memo_follows_the_cache_mode(cache: VerdictCache, mode: CacheMode, reads: bool, writes: bool) -> None:
+    cache.memo(CacheMode.RW).set("alpha:old", [0.5, ""])
+
+    memo = cache.memo(mode)
+    memo.set("alpha:new", [0.25, ""])
+
+    assert memo.get("alpha:old") == ([0.5, ""] if reads else None)
+    assert cache.memo(CacheMode.RW).get("alpha:new") == ([0.25, ""] if writes else None)

@@ -20,32 +20,43 @@ REPLIES = """
         laj.check(reply)
 """
 
-RECORD_LITELLM = """
+RECORD_IMPORTS = """
 import sys
 
-def pytest_sessionfinish(session):
-    with open("litellm_imported.txt", "w") as f:
-        f.write(str("litellm" in sys.modules))
+HEAVY = ("litellm", "pytest_laj.simulator.server", "krippendorff")
+
+def pytest_unconfigure(config):
+    with open("imported.txt", "w") as f:
+        f.write(" ".join(name for name in HEAVY if name in sys.modules))
 """
 
 
-def _litellm_imported(project: LajProject) -> bool:
-    return (project.pytester.path / "litellm_imported.txt").read_text() == "True"
+def _imported(project: LajProject) -> list[str]:
+    """What a judged run needs and a cached one must not load: litellm, the simulator's HTTP server, and
+    krippendorff (the summary's alpha is read from the cache beside the verdicts)."""
+    return (project.pytester.path / "imported.txt").read_text().split()
+
+
+def _alpha_line(result: pytest.RunResult) -> str:
+    (line,) = [line for line in result.stdout.lines if line.startswith("judge agreement")]
+    return line
 
 
 def test_cached_rerun_calls_no_judge_and_never_imports_litellm(
     project: LajProject, plugin_args: Sequence[str], assert_laj_outcomes: AssertOutcomes
 ) -> None:
-    (project.pytester.path / "conftest.py").write_text(RECORD_LITELLM)
+    (project.pytester.path / "conftest.py").write_text(RECORD_IMPORTS)
     project.tests(REPLIES)
     cold = project.run(*plugin_args)
     assert_laj_outcomes(cold, passed=3, failed=1)
-    cold.stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache"])
+    cold.stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache", "judge agreement*: * over * rated criteria"])
+    if not plugin_args:  # under xdist the file is written by the controller, which never judges
+        assert _imported(project) == ["litellm", "pytest_laj.simulator.server", "krippendorff"]
     warm = project.run(*plugin_args)
     assert_laj_outcomes(warm, passed=3, failed=1)
     warm.stdout.fnmatch_lines(["judge calls: 0 made, 12 from cache"])
-    if not plugin_args:  # under xdist the file is written by the controller, which never judges anyway
-        assert not _litellm_imported(project)
+    assert _alpha_line(warm) == _alpha_line(cold)  # read from the cache, not computed again
+    assert _imported(project) == []
 
 
 def test_replay_mode_turns_a_miss_into_an_error(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:
@@ -54,10 +65,10 @@ def test_replay_mode_turns_a_miss_into_an_error(project: LajProject, assert_laj_
     assert_laj_outcomes(result, failed=4)
     result.stdout.fnmatch_lines(["*alpha: replay mode: no cached verdict from this judge for this output*"])
     project.run()  # record
-    (project.pytester.path / "conftest.py").write_text(RECORD_LITELLM)
+    (project.pytester.path / "conftest.py").write_text(RECORD_IMPORTS)
     replayed = project.run("--laj-cache", "replay")
     assert_laj_outcomes(replayed, passed=3, failed=1)
-    assert not _litellm_imported(project)
+    assert "litellm" not in _imported(project)
 
 
 def test_refresh_calls_again_and_off_leaves_no_cache(project: LajProject) -> None:

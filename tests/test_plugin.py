@@ -141,6 +141,40 @@ def test_no_judges_says_how_to_configure_them(project: LajProject) -> None:
     result.stdout.fnmatch_lines(["*no judges are configured*laj_judges*--laj-judge*LAJ_JUDGES*--laj-simulate*"])
 
 
+def test_a_run_that_judges_nothing_loads_no_judging_machinery(pytester: pytest.Pytester) -> None:
+    """Installed is not the same as used: such a run pays for the plugin's options and hooks only."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        HEAVY = ("pytest_laj.session", "pytest_laj.fixture", "diskcache", "pydantic")
+
+        def pytest_unconfigure(config):
+            print("LOADED", [m for m in HEAVY if m in sys.modules])
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["LOADED []"])
+    assert not (pytester.path / ".laj_cache").exists()
+
+
+def test_identical_outputs_judged_at_once_make_one_call_per_judge(project: LajProject) -> None:
+    project.tests(
+        """
+        def test_twice(laj):
+            first, second = laj.assess_many(["Please call 988.", "Please call 988."], rubric="safety")
+            assert first.outcome == second.outcome == "pass"
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["judge calls: 3 made, 3 from cache"])
+
+
 def test_output_must_be_text(project: LajProject) -> None:
     project.tests(
         """

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import krippendorff
 import numpy as np
 import pytest
 
-from pytest_laj.report import SuiteSummary, explain_assessment, suite_alpha
+from pytest_laj.report import AlphaResult, SuiteSummary, explain_assessment, suite_alpha
 from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric
 from pytest_laj.verdict import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, aggregate
 
@@ -103,6 +104,27 @@ def test_alpha_matches_krippendorff_ordinal() -> None:
     assert alpha.value == pytest.approx(expected)
     assert 0 < alpha.value < 1
     assert str(alpha) == f"{expected:.2f} over 6 rated criteria"
+
+
+class DictMemo(dict[str, Any]):
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def test_alpha_is_kept_in_the_memo_and_read_back_for_the_same_votes() -> None:
+    units: list[dict[str, int | None]] = [{"a": 0, "b": 1}, {"a": 2, "b": 2}, {"a": 1, "b": 1, "c": None}]
+    memo = DictMemo()
+
+    first = suite_alpha(units, memo)
+    (key,) = memo
+
+    assert first == suite_alpha(units)
+    assert memo[key] == [first.value, ""]
+    memo[key] = [0.123, ""]  # a figure only the memo knows: a rerun must read it, not recompute
+    assert suite_alpha(units, memo) == AlphaResult(0.123, 3)
+    assert suite_alpha(units[::-1], memo) == AlphaResult(0.123, 3)  # xdist reports arrive in any order
+    assert suite_alpha([*units, {"a": 0, "b": 2}], memo).value != 0.123  # other votes, another key
+    assert len(memo) == 2
 
 
 def test_alpha_is_one_for_perfect_agreement_with_variance() -> None:

@@ -209,11 +209,11 @@ def test_a_run_killed_mid_way_leaves_a_cache_the_next_run_reads_and_completes(
     project.tests(SLOW_SUITE)
     process = _start(project, "--laj-timeout", "60")
     _read_until(process, "test_quick[2] PASSED")
-    time.sleep(0.5)  # the slow judge's call is in flight and its claim on that verdict is held
+    time.sleep(0.5)  # the slow judge's call is in flight
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    # The dead run's claim must not make this run wait for it; the slow judge now times out, and the other
-    # two judges are a quorum.
+    # Nothing the dead run left may make this run wait (a dead xdist worker's claim is covered in
+    # test_cache_keys); the slow judge now times out, and the other two judges are a quorum.
     rerun = project.run("--laj-timeout", "2", "--laj-retries", "0")
     assert_laj_outcomes(rerun, passed=6)
     found = re.search(r"judge calls: (\d+) made, (\d+) from cache", rerun.stdout.str())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,16 @@ def _read_jsonl(text: str) -> list[Any]:
     return entries
 
 
+# libyaml's loader, where PyYAML was built with it, parses a case file about five times faster.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Read a YAML file `{cases: [...]}` (or a bare list), or a JSONL file with one case per line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        raw: Any = _read_jsonl(text) if path.suffix == ".jsonl" else yaml.safe_load(text)
+        raw: Any = _read_jsonl(text) if path.suffix == ".jsonl" else yaml.load(text, Loader=_YAML_LOADER)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise CaseFileError(f"{path}: cannot read cases: {exc}") from exc
     entries = raw.get("cases") if isinstance(raw, dict) else raw
@@ -62,8 +67,7 @@ def load_cases(path: str | Path) -> list[Case]:
             name = entry.get("id", "?") if isinstance(entry, dict) else "?"
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'case'}: {e['msg']}" for e in exc.errors())
             raise CaseFileError(f"{path}: case [{index}] ({name}): {problems}") from None
-    ids = [c.id for c in loaded]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, n in Counter(c.id for c in loaded).items() if n > 1)
     if duplicates:
         raise CaseFileError(f"{path}: duplicate case ids {duplicates}")
     return loaded

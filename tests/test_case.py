@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_laj.cases import Case, CaseFileError, cases, load_cases
+from pytest_laj.case import Case, CaseFileError, cases, load_cases
 
 YAML_CASES = """\
 cases:
