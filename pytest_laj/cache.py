@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,10 +89,13 @@ class VerdictCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._cache: Any = None
+        self._opening = threading.Lock()
 
     def _open(self) -> Any:
         if self._cache is None:
-            self._cache = self._connect()
+            with self._opening:  # the judge loop's thread and the tests' thread both read
+                if self._cache is None:
+                    self._cache = self._connect()
         return self._cache
 
     def _connect(self) -> Any:

@@ -84,12 +84,17 @@ def record_on_report(
     """Attach digests and user properties, show our failures without a traceback, and apply reviews."""
     if report.when != "call":
         return
+    # Dropped from the item once reported: a suite's assessments (thousands of models) would otherwise live
+    # until the session ends, and every garbage collection, pytest's five at exit included, walks them.
     assessments = item.stash.get(ASSESSMENTS, [])
+    reviews = item.stash.get(REVIEWS, [])
+    for key in (ASSESSMENTS, REVIEWS):
+        if key in item.stash:
+            del item.stash[key]
     if assessments:
         report.laj = [a.summary() for a in assessments]  # type: ignore[attr-defined]
     if call.excinfo is not None and isinstance(call.excinfo.value, AssessmentFailed | AssessmentError):
         report.longrepr = str(call.excinfo.value)
-    reviews = item.stash.get(REVIEWS, [])
     if not reviews:
         return
     report.laj_review = "\n\n".join(a.explain() for a in reviews)  # type: ignore[attr-defined]

@@ -99,17 +99,29 @@ class Panel:
     async def rate(self, request: JudgeRequest) -> list[JudgeResult]:
         return list(await asyncio.gather(*(self._rate_one(judge, request) for judge in self.judges)))
 
+    def _key(self, judge: Judge, request: JudgeRequest) -> str:
+        criteria = [c.id for c in request.criteria]
+        return cache_key(
+            judge.identity(), request.rubric.fingerprint(), criteria, request.output, request.input, request.context
+        )
+
+    def cached(self, request: JudgeRequest) -> list[JudgeResult] | None:
+        """Every judge's verdict from the cache, or None at the first one missing: an output judged before
+        needs no trip through the event loop."""
+        if self._cache is None or not self._shared.mode.reads:
+            return None
+        results = []
+        for judge in self.judges:
+            verdict = self._cache.get(self._key(judge, request))
+            if verdict is None:
+                return None
+            results.append(JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True))
+        return results
+
     async def _rate_one(self, judge: Judge, request: JudgeRequest) -> JudgeResult:
         result = JudgeResult(judge=judge.name, weight=judge.weight)
         mode, cache = self._shared.mode, self._cache
-        key = cache_key(
-            judge.identity(),
-            request.rubric.fingerprint(),
-            [c.id for c in request.criteria],
-            request.output,
-            request.input,
-            request.context,
-        )
+        key = self._key(judge, request)
         if cache is not None and mode.reads:
             cached = cache.get(key)
             if cached is not None:

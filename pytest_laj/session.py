@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from pytest_laj.budget import Budget
 from pytest_laj.cache import CacheMode, VerdictCache, output_key
 from pytest_laj.case import Case
-from pytest_laj.injection import find_injection
+from pytest_laj.injection import DETECTOR_VERSION, find_injection
 from pytest_laj.judge import Judge, JudgeSpec, JudgeSpecError, LiteLLMJudge, parse_judge_specs
 from pytest_laj.loop import EventLoopThread
 from pytest_laj.options import Settings
@@ -91,6 +92,12 @@ def _prefetch_key(spec: AssessmentSpec) -> str:
 Prefetched = tuple[_Prepared, "concurrent.futures.Future[list[JudgeResult]]"]
 
 
+def _finished(results: list[JudgeResult]) -> concurrent.futures.Future[list[JudgeResult]]:
+    future: concurrent.futures.Future[list[JudgeResult]] = concurrent.futures.Future()
+    future.set_result(results)
+    return future
+
+
 class _SimulatedJudge(LiteLLMJudge):
     """An LLM judge whose provider is the in-process simulator, started by the first judge that calls it: a run
     answered from the cache never starts it (nor imports its HTTP server)."""
@@ -110,6 +117,7 @@ class LajSession:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
         self.cache = VerdictCache(settings.cache_dir)
+        self._memo = self.cache.memo(settings.cache_mode)
         self.loop = EventLoopThread()
         self._make_judge = make_judge
         self._judges: dict[tuple[str, ...], list[Judge]] = {}
@@ -232,12 +240,6 @@ class LajSession:
 
     def _finish(self, prepared: _Prepared, results: Sequence[JudgeResult]) -> Assessment:
         request = prepared.request
-        rubric = prepared.rubric
-        findings = find_injection(
-            request.output,
-            level_ids={level.id for c in rubric.criteria for level in rubric.levels_for(c)},
-            criterion_ids={c.id for c in rubric.criteria},
-        )
         return aggregate(
             prepared.rubric,
             results,
@@ -246,13 +248,34 @@ class LajSession:
             context=request.context,
             thresholds=prepared.thresholds,
             panel_size=len(prepared.panel.judges),
-            suspected_injection=[f"{f.kind}: {f.excerpt!r}" for f in findings],
+            suspected_injection=self._scan(request),
         )
+
+    def _scan(self, request: JudgeRequest) -> list[str]:
+        """Where the output addresses its judges, as 'kind: excerpt'. The scan depends only on the text, the
+        rubric's ids and the detector, so a rerun on the same outputs reads it from the cache."""
+        rubric = request.rubric
+        level_ids = sorted({level.id for c in rubric.criteria for level in rubric.levels_for(c)})
+        criterion_ids = sorted(c.id for c in rubric.criteria)
+        material = json.dumps([DETECTOR_VERSION, level_ids, criterion_ids, request.output])
+        key = "injection:" + hashlib.sha256(material.encode()).hexdigest()
+        known = self._memo.get(key)
+        if isinstance(known, list) and all(isinstance(finding, str) for finding in known):
+            return known
+        findings = find_injection(request.output, level_ids=level_ids, criterion_ids=criterion_ids)
+        found = [f"{f.kind}: {f.excerpt!r}" for f in findings]
+        self._memo.set(key, found)
+        return found
 
     async def _rate(self, prepared: _Prepared) -> list[JudgeResult]:
         if not prepared.request.criteria:
             return []
         return await prepared.panel.rate(prepared.request)
+
+    def _cached(self, prepared: _Prepared) -> list[JudgeResult] | None:
+        """Every verdict straight from the cache, or None if a judge must be asked: a rerun's assessments
+        never wait on the event loop's thread."""
+        return [] if not prepared.request.criteria else prepared.panel.cached(prepared.request)
 
     def prefetch(self, specs: Sequence[AssessmentSpec]) -> int:
         """Schedule judging now; `assess` of an equal spec later collects the result instead of calling again.
@@ -263,7 +286,8 @@ class LajSession:
                 prepared = self._prepare(spec)
             except (UsageProblem, RubricError, JudgeSpecError, TypeError):
                 continue
-            future = self.loop.submit(self._rate(prepared))
+            results = self._cached(prepared)
+            future = self.loop.submit(self._rate(prepared)) if results is None else _finished(results)
             with self._prefetch_lock:
                 self._prefetched.setdefault(_prefetch_key(spec), []).append((prepared, future))
             scheduled += 1
@@ -334,7 +358,8 @@ class LajSession:
             prepared, future = prefetched
             return self._finish(prepared, future.result())
         prepared = self._prepare(spec)
-        return self._finish(prepared, self.loop.run(self._rate(prepared)))
+        results = self._cached(prepared)
+        return self._finish(prepared, self.loop.run(self._rate(prepared)) if results is None else results)
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
         prefetched = self._prefetched_for(spec)
@@ -343,15 +368,19 @@ class LajSession:
             results: list[JudgeResult] = await self.loop.wait(future)
             return self._finish(prepared, results)
         prepared = self._prepare(spec)
-        return self._finish(prepared, await self.loop.run_async(self._rate(prepared)))
+        cached = self._cached(prepared)
+        return self._finish(prepared, await self.loop.run_async(self._rate(prepared)) if cached is None else cached)
 
     def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:
         prepared = [self._prepare(s) for s in specs]
+        found = [self._cached(p) for p in prepared]
+        missing = [p for p, results in zip(prepared, found, strict=True) if results is None]
 
-        async def rate_all() -> list[list[JudgeResult]]:
-            return list(await asyncio.gather(*(self._rate(p) for p in prepared)))
+        async def rate_missing() -> list[list[JudgeResult]]:
+            return list(await asyncio.gather(*(self._rate(p) for p in missing)))
 
-        return [self._finish(p, r) for p, r in zip(prepared, self.loop.run(rate_all()), strict=True)]
+        rated = iter(self.loop.run(rate_missing()) if missing else [])
+        return [self._finish(p, next(rated) if r is None else r) for p, r in zip(prepared, found, strict=True)]
 
     def close(self) -> None:
         self.loop.close()

@@ -23,17 +23,24 @@ REPLIES = """
 RECORD_IMPORTS = """
 import sys
 
+import threading
+
 HEAVY = ("litellm", "pytest_laj.simulator.server", "krippendorff")
 
-def pytest_unconfigure(config):
+def pytest_sessionfinish(session):  # the judge loop's thread is stopped at unconfigure
     with open("imported.txt", "w") as f:
-        f.write(" ".join(name for name in HEAVY if name in sys.modules))
+        f.write(" ".join(t.name for t in threading.enumerate() if t.name == "laj-judges"))
+
+def pytest_unconfigure(config):  # after the summary, which is where krippendorff would be imported
+    with open("imported.txt", "a") as f:
+        f.write(" " + " ".join(name for name in HEAVY if name in sys.modules))
 """
 
 
 def _imported(project: LajProject) -> list[str]:
-    """What a judged run needs and a cached one must not load: litellm, the simulator's HTTP server, and
-    krippendorff (the summary's alpha is read from the cache beside the verdicts)."""
+    """What a judged run needs and a cached one must not load: litellm, the simulator's HTTP server,
+    krippendorff (the summary's alpha is read from the cache beside the verdicts) and the judge loop's thread
+    (cached verdicts are read without it)."""
     return (project.pytester.path / "imported.txt").read_text().split()
 
 
@@ -51,7 +58,7 @@ def test_cached_rerun_calls_no_judge_and_never_imports_litellm(
     assert_laj_outcomes(cold, passed=3, failed=1)
     cold.stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache", "judge agreement*: * over * rated criteria"])
     if not plugin_args:  # under xdist the file is written by the controller, which never judges
-        assert _imported(project) == ["litellm", "pytest_laj.simulator.server", "krippendorff"]
+        assert _imported(project) == ["laj-judges", "litellm", "pytest_laj.simulator.server", "krippendorff"]
     warm = project.run(*plugin_args)
     assert_laj_outcomes(warm, passed=3, failed=1)
     warm.stdout.fnmatch_lines(["judge calls: 0 made, 12 from cache"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 
@@ -173,6 +174,35 @@ def test_identical_outputs_judged_at_once_make_one_call_per_judge(project: LajPr
     result = project.run()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["judge calls: 3 made, 3 from cache"])
+
+
+def test_assessments_are_let_go_once_reported(project: LajProject) -> None:
+    """A suite's assessments are thousands of models; kept on their items, every garbage collection would walk
+    them until the session ends."""
+    (project.pytester.path / "conftest.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+            from pytest_laj import outcome
+
+            @pytest.hookimpl(trylast=True)
+            def pytest_runtest_teardown(item):
+                print("HELD", outcome.ASSESSMENTS in item.stash, outcome.REVIEWS in item.stash)
+            """
+        )
+    )
+    project.tests(
+        """
+        def test_fine(laj):
+            laj.check("Please call 988.", rubric="safety")
+
+        def test_split(laj):
+            laj.check("maybe", rubric="safety")
+        """
+    )
+    result = project.run("-s", "--laj-review", "warn")
+    result.stdout.fnmatch_lines(["*HELD False False*", "*HELD False False*"])
+    result.stdout.fnmatch_lines(["2 assessments: 1 pass, 1 review"])
 
 
 def test_output_must_be_text(project: LajProject) -> None:

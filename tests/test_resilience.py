@@ -265,9 +265,12 @@ def test_cache_holds_nothing_but_valid_verdicts(project: LajProject, tmp_path: P
     )
     project.run()
     with diskcache.Cache(str(project.pytester.path / ".laj_cache")) as cache:
-        entries = [cache[k] for k in cache.iterkeys() if not str(k).startswith("claim:")]
-    assert [e["judge"] for e in entries] == ["alpha"]
-    assert all(e["format"] == 1 and e["verdict"]["criteria"] for e in entries)
+        entries = {str(k): cache[k] for k in cache.iterkeys()}
+    verdicts = [e for k, e in entries.items() if not k.startswith(("injection:", "alpha:"))]
+    assert [e["judge"] for e in verdicts] == ["alpha"]
+    assert all(e["format"] == 1 and e["verdict"]["criteria"] for e in verdicts)
+    # Beside it, only the output's injection scan (nothing found): the failed judges left nothing.
+    assert [e["value"] for k, e in entries.items() if k.startswith("injection:")] == [[]]
 
 
 def test_cost_budget_stops_calls_once_spent(project: LajProject) -> None:
