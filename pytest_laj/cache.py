@@ -177,8 +177,8 @@ class VerdictCache:
 
 
 class CacheMemo:
-    """Figures computed from cached votes (the suite's alpha), kept beside them and read or written as the
-    cache mode says verdicts are."""
+    """What is computed from cached verdicts and outputs (the suite's alpha, each output's injection scan),
+    kept beside them and read or written as the cache mode says verdicts are."""
 
     def __init__(self, cache: VerdictCache, mode: CacheMode) -> None:
         self.cache = cache

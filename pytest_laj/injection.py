@@ -210,7 +210,8 @@ _SOURCES: tuple[tuple[str, str, int], ...] = (
         re.IGNORECASE | re.MULTILINE,
     ),
 )
-# Bump when find_injection's matching, merging or excerpts change: cached scans are keyed by DETECTOR_VERSION.
+# Cached scans are keyed by DETECTOR_VERSION: bump this when the code around the patterns changes what a scan
+# finds (find_injection, _verdict_patterns, _NEGATED, merging, excerpts); the patterns above count by themselves.
 _LOGIC_VERSION = 1
 DETECTOR_VERSION = hashlib.sha256(repr((_LOGIC_VERSION, _SOURCES)).encode()).hexdigest()[:16]
 

@@ -29,7 +29,7 @@ from pytest_laj.produce import Producer
 from pytest_laj.prompt import JudgeRequest
 from pytest_laj.redact import remember_secrets
 from pytest_laj.rubric import Rubric, RubricError, RubricRegistry, Thresholds
-from pytest_laj.verdict import Assessment, JudgeResult, aggregate
+from pytest_laj.verdict import Assessment, JudgeResult, JudgeVerdict, aggregate
 
 __all__ = ["AssessmentSpec", "LajSession", "UsageProblem"]
 
@@ -106,10 +106,17 @@ class _SimulatedJudge(LiteLLMJudge):
         super().__init__(spec, timeout)
         self._simulator_url = simulator_url
 
-    def prepare(self) -> None:
-        if self.spec.api_base is None:
+    def _point_at_simulator(self) -> None:
+        if self.spec.api_base is None:  # never left unset on a call: litellm would go to the real provider
             self.spec = self.spec.model_copy(update={"api_base": self._simulator_url()})
+
+    def prepare(self) -> None:
+        self._point_at_simulator()
         super().prepare()
+
+    async def rate(self, request: JudgeRequest) -> JudgeVerdict:
+        self._point_at_simulator()
+        return await super().rate(request)
 
 
 class LajSession:
