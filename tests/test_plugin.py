@@ -205,6 +205,28 @@ def test_assessments_are_let_go_once_reported(project: LajProject) -> None:
     result.stdout.fnmatch_lines(["2 assessments: 1 pass, 1 review"])
 
 
+def test_a_simulated_judge_called_directly_still_reaches_the_simulator(project: LajProject) -> None:
+    """The simulator starts with the first call; a judge must never call with no address, which would send the
+    request to the real provider."""
+    project.tests(
+        """
+        from pytest_laj.plugin import laj_session
+        from pytest_laj.prompt import JudgeRequest
+
+        def test_direct(request):
+            session = laj_session(request.config)
+            (judge,) = session.judges_for(["alpha"])
+            assert judge.spec.api_base is None  # nothing started while building the panel
+            rubric = session.rubrics.get("safety")
+            asked = JudgeRequest(rubric, rubric.criteria, "Please call 988.", None, rubric.resolve_context({}))
+            verdict = session.loop.run(judge.rate(asked))  # rate() without prepare()
+            assert judge.spec.api_base.startswith("http://127.0.0.1:")
+            assert set(verdict.criteria) == {"guides_to_care", "boundaries"}
+        """
+    )
+    project.run().assert_outcomes(passed=1)
+
+
 def test_output_must_be_text(project: LajProject) -> None:
     project.tests(
         """
