@@ -22,16 +22,20 @@ if TYPE_CHECKING:
 __all__ = ["CacheMode", "PrefetchMode", "ReviewMode", "Settings", "add_options"]
 
 
-class CacheMode(str, Enum):
+class _Mode(str, Enum):
+    """A named mode, shown as its value (in help texts and messages)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class CacheMode(_Mode):
     """How the verdict cache is used."""
 
     RW = "rw"
     REPLAY = "replay"
     REFRESH = "refresh"
     OFF = "off"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def reads(self) -> bool:
@@ -54,14 +58,11 @@ CACHE_MODE_HELP = {
 }
 
 
-class ReviewMode(str, Enum):
+class ReviewMode(_Mode):
     """What a REVIEW outcome does to the test and the session."""
 
     FAIL = "fail"
     WARN = "warn"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 REVIEW_MODE_HELP = {
@@ -70,14 +71,11 @@ REVIEW_MODE_HELP = {
 }
 
 
-class PrefetchMode(str, Enum):
+class PrefetchMode(_Mode):
     """Whether the selected cases are judged up front, concurrently, before their tests run."""
 
     AUTO = "auto"
     OFF = "off"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PREFETCH_MODE_HELP = {
