@@ -88,12 +88,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if config.stash[SETTINGS].prefetch is not PrefetchMode.AUTO or hasattr(config, "workerinput"):
+    if not any("laj" in getattr(item, "fixturenames", ()) for item in session.items):
         return
-    if any("laj" in getattr(item, "fixturenames", ()) for item in session.items):
+    laj = laj_session(config)  # opened before any test runs, so a bad cache directory stops the run once
+    if config.stash[SETTINGS].prefetch is PrefetchMode.AUTO and not hasattr(config, "workerinput"):
         from pytest_laj.fixture import prefetch_cases
 
-        config.stash[PREFETCHED] = prefetch_cases(laj_session(config), session.items)
+        config.stash[PREFETCHED] = prefetch_cases(laj, session.items)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

@@ -120,8 +120,11 @@ def test_call_budget_is_shared_by_xdist_workers(project: LajProject) -> None:
     assert "budget exhausted: --laj-max-calls 6 reached; judge not called" in result.stdout.str()
 
 
+@pytest.mark.parametrize("configured", [True, False], ids=["judges-configured", "opened-by-a-test"])
 @pytest.mark.parametrize("damage", ["a file", "garbage cache.db", "a foreign directory"])
-def test_a_broken_cache_directory_is_named(project: LajProject, damage: str) -> None:
+def test_a_broken_cache_directory_is_named(project: LajProject, damage: str, configured: bool) -> None:
+    if not configured:  # the session opens when the collected tests ask for laj, still before any test runs
+        (project.pytester.path / "pytest.ini").write_text("[pytest]\nlaj_prefetch = off\n")
     cache = project.pytester.path / ".laj_cache"
     if damage == "a file":
         cache.write_text("not a cache")
