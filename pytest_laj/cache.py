@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pytest_laj.options import CacheMode
+from pytest_laj.modes import CacheMode
 from pytest_laj.prompt import PROMPT_VERSION
 from pytest_laj.verdict import JudgeVerdict
 

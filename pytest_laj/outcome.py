@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_laj.options import ReviewMode
+from pytest_laj.modes import ReviewMode
 
 if TYPE_CHECKING:
     from pytest_laj.verdict import Assessment

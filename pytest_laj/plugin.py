@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_laj import hookspec, outcome
-from pytest_laj.options import CacheMode, OptionError, PrefetchMode, ReviewMode, Settings, add_options
+from pytest_laj.modes import CacheMode, PrefetchMode, ReviewMode
+from pytest_laj.options import OptionError, Settings, add_options
 from pytest_laj.report import SuiteSummary
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import pytest_laj.cache
 from pytest_laj.budget import Budget
 from pytest_laj.cache import CACHE_FORMAT, VerdictCache, cache_key
 from pytest_laj.judge import TRANSPORT_KEYS, JudgeSpec, JudgeSpecError, LiteLLMJudge
-from pytest_laj.options import CacheMode
+from pytest_laj.modes import CacheMode
 from pytest_laj.panel import RetryPolicy, Shared
 from pytest_laj.prompt import PROMPT_VERSION
 from pytest_laj.verdict import CriterionVerdict, JudgeVerdict
@@ -185,6 +185,16 @@ def test_constructing_a_judge_does_not_import_litellm() -> None:
 
 
 # -- JudgeSpec.parse ------------------------------------------------------------------------------------------
+
+
+def test_the_judging_modules_do_not_import_pytest() -> None:
+    """Rubrics, judges, the panel, the cache and aggregation can be used and tested without pytest."""
+    modules = ["rubric", "prompt", "judge", "panel", "cache", "verdict", "injection", "report"]
+    code = "import sys\n" + "".join(f"import pytest_laj.{m}\n" for m in modules) + "assert 'pytest' not in sys.modules"
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
 
 
 def test_litellm_is_imported_with_its_objects_frozen_out_of_garbage_collection() -> None:

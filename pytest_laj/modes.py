@@ -1,0 +1,80 @@
+"""The named modes of pytest-laj's options, each with a line of help per mode.
+
+Kept apart from `options` so that the cache and the panel can use them without importing pytest.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = [
+    "CACHE_MODE_HELP",
+    "PREFETCH_MODE_HELP",
+    "REVIEW_MODE_HELP",
+    "CacheMode",
+    "PrefetchMode",
+    "ReviewMode",
+]
+
+
+class _Mode(str, Enum):
+    """A named mode, shown as its value (in help texts and messages)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class CacheMode(_Mode):
+    """How the verdict cache is used."""
+
+    RW = "rw"
+    REPLAY = "replay"
+    REFRESH = "refresh"
+    OFF = "off"
+
+    @property
+    def reads(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REPLAY)
+
+    @property
+    def writes(self) -> bool:
+        return self in (CacheMode.RW, CacheMode.REFRESH)
+
+    @property
+    def calls_judges(self) -> bool:
+        return self is not CacheMode.REPLAY
+
+
+CACHE_MODE_HELP = {
+    CacheMode.RW: "read cached verdicts, call judges on a miss and store what they answer (default)",
+    CacheMode.REPLAY: "never call a judge; a missing verdict is an ERROR (for reproducible CI)",
+    CacheMode.REFRESH: "call every judge again and overwrite the cache",
+    CacheMode.OFF: "neither read nor write the cache",
+}
+
+
+class ReviewMode(_Mode):
+    """What a REVIEW outcome does to the test and the session."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+REVIEW_MODE_HELP = {
+    ReviewMode.FAIL: "a REVIEW counts as a failure: the session exits non-zero until a human looks (default)",
+    ReviewMode.WARN: "a REVIEW is reported (letter R) but the test passes",
+}
+
+
+class PrefetchMode(_Mode):
+    """Whether the selected cases are judged up front, concurrently, before their tests run."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+
+PREFETCH_MODE_HELP = {
+    PrefetchMode.AUTO: "judge every selected test's case (a cases() parameter) up front, concurrently; each test "
+    "collects its own assessment (default; not under xdist, where workers judge as they go)",
+    PrefetchMode.OFF: "judge each output when its test calls laj.check",
+}
