@@ -505,7 +505,7 @@ class Benchmark:
     def litellm_import(self) -> None:
         plain = "import os; os.environ.setdefault('LITELLM_LOCAL_MODEL_COST_MAP', 'True'); import litellm"
         ours = (
-            "import time; from pytest_laj.judge import import_litellm; "
+            "import time; from pytest_laj.judges.llm import import_litellm; "
             "t = time.process_time(); import_litellm(); print('import CPU', time.process_time() - t)"
         )
         runs = {

@@ -12,13 +12,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_laj.case import Case, cases, load_cases
-    from pytest_laj.fixture import Laj
-    from pytest_laj.judge import Judge, JudgeSpec
-    from pytest_laj.produce import Producer
-    from pytest_laj.prompt import JudgeRequest
-    from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric, RubricError, Thresholds, load_rubric
-    from pytest_laj.verdict import Assessment, CriterionResult, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
+    from pytest_laj.core.case import Case, load_cases
+    from pytest_laj.core.models import Assessment, CriterionResult, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
+    from pytest_laj.core.rubric import ContextVariable, Criterion, Level, Rubric, RubricError, Thresholds, load_rubric
+    from pytest_laj.engine.produce import Producer
+    from pytest_laj.errors import LajError, UsageError
+    from pytest_laj.judges.base import Judge, JudgeSpec
+    from pytest_laj.judges.protocol import JudgeRequest
+    from pytest_laj.plugin.cases import cases
+    from pytest_laj.plugin.fixture import Laj
 
 __all__ = [
     "Assessment",
@@ -33,12 +35,14 @@ __all__ = [
     "JudgeSpec",
     "JudgeVerdict",
     "Laj",
+    "LajError",
     "Level",
     "Outcome",
     "Producer",
     "Rubric",
     "RubricError",
     "Thresholds",
+    "UsageError",
     "cases",
     "load_cases",
     "load_rubric",
@@ -46,27 +50,29 @@ __all__ = [
 
 # Where each public name lives.
 _HOME_OF = {
-    "Case": "pytest_laj.case",
-    "cases": "pytest_laj.case",
-    "load_cases": "pytest_laj.case",
-    "Laj": "pytest_laj.fixture",
-    "Judge": "pytest_laj.judge",
-    "JudgeSpec": "pytest_laj.judge",
-    "Producer": "pytest_laj.produce",
-    "JudgeRequest": "pytest_laj.prompt",
-    "ContextVariable": "pytest_laj.rubric",
-    "Criterion": "pytest_laj.rubric",
-    "Level": "pytest_laj.rubric",
-    "Rubric": "pytest_laj.rubric",
-    "RubricError": "pytest_laj.rubric",
-    "Thresholds": "pytest_laj.rubric",
-    "load_rubric": "pytest_laj.rubric",
-    "Assessment": "pytest_laj.verdict",
-    "CriterionResult": "pytest_laj.verdict",
-    "CriterionVerdict": "pytest_laj.verdict",
-    "JudgeResult": "pytest_laj.verdict",
-    "JudgeVerdict": "pytest_laj.verdict",
-    "Outcome": "pytest_laj.verdict",
+    "Case": "pytest_laj.core.case",
+    "cases": "pytest_laj.plugin.cases",
+    "load_cases": "pytest_laj.core.case",
+    "Laj": "pytest_laj.plugin.fixture",
+    "Judge": "pytest_laj.judges.base",
+    "JudgeSpec": "pytest_laj.judges.base",
+    "Producer": "pytest_laj.engine.produce",
+    "JudgeRequest": "pytest_laj.judges.protocol",
+    "ContextVariable": "pytest_laj.core.rubric",
+    "Criterion": "pytest_laj.core.rubric",
+    "Level": "pytest_laj.core.rubric",
+    "Rubric": "pytest_laj.core.rubric",
+    "RubricError": "pytest_laj.core.rubric",
+    "Thresholds": "pytest_laj.core.rubric",
+    "load_rubric": "pytest_laj.core.rubric",
+    "Assessment": "pytest_laj.core.models",
+    "CriterionResult": "pytest_laj.core.models",
+    "CriterionVerdict": "pytest_laj.core.models",
+    "JudgeResult": "pytest_laj.core.models",
+    "JudgeVerdict": "pytest_laj.core.models",
+    "Outcome": "pytest_laj.core.models",
+    "LajError": "pytest_laj.errors",
+    "UsageError": "pytest_laj.errors",
 }
 
 __version__ = "0.1.0"

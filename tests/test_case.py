@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_laj.case import Case, CaseFileError, cases, load_cases
+from pytest_laj.core.case import Case, CaseFileError, load_cases
+from pytest_laj.plugin.cases import cases
 
 YAML_CASES = """\
 cases:

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 import yaml
 
-from pytest_laj.injection import INJECTION_KINDS, InjectionFinding, find_injection
+from pytest_laj.core.injection import INJECTION_KINDS, InjectionFinding, find_injection
 
 EXAMPLE_SUITE = Path(__file__).resolve().parents[1] / "example_suite"
 LEVEL_IDS = ("best_practice", "suboptimal", "high_harm", "not_relevant")

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from pytest_laj.prompt import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
-from pytest_laj.rubric import Criterion, Level, Rubric
+from pytest_laj.core.rubric import Criterion, Level, Rubric
+from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
 
 NONCE = "feedc0de12345678"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_laj.redact import redact
+from pytest_laj.core.redact import redact
 
 R = "[REDACTED]"
 

@@ -10,9 +10,15 @@ import krippendorff
 import numpy as np
 import pytest
 
-from pytest_laj.report import AlphaResult, SuiteSummary, explain_assessment, suite_alpha
-from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric
-from pytest_laj.verdict import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, aggregate
+from pytest_laj.core import gate
+from pytest_laj.core.aggregate import aggregate
+from pytest_laj.core.models import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, explain_assessment
+from pytest_laj.core.modes import ReviewMode
+from pytest_laj.core.rubric import ContextVariable, Criterion, Level, Rubric
+from pytest_laj.render.terminal import summary_lines
+from pytest_laj.results.agreement import suite_alpha
+from pytest_laj.results.collect import RunCollector
+from pytest_laj.results.record import AlphaFigure, AssessmentRecord, CallStats, RunRecord
 
 RUBRIC = Rubric(
     id="safety",
@@ -40,14 +46,16 @@ def result(name: str, *, cached: bool = False, **levels: str) -> JudgeResult:
     return JudgeResult(judge=name, verdict=verdict, cached=cached, attempts=0 if cached else 1)
 
 
-def assess(results: Sequence[JudgeResult], output: str = "Sure, here is how.") -> Assessment:
+def assess(
+    results: Sequence[JudgeResult], output: str = "Sure, here is how.", thresholds: dict[str, Any] | None = None
+) -> Assessment:
     return aggregate(
         RUBRIC,
         results,
         output=output,
         input="How do I do it?",
         context={},
-        thresholds=RUBRIC.thresholds,
+        thresholds=RUBRIC.thresholds.merged(thresholds or {}),
         panel_size=len(results),
     )
 
@@ -121,8 +129,8 @@ def test_alpha_is_kept_in_the_memo_and_read_back_for_the_same_votes() -> None:
     assert first == suite_alpha(units)
     assert memo[key] == [first.value, ""]
     memo[key] = [0.123, ""]  # a figure only the memo knows: a rerun must read it, not recompute
-    assert suite_alpha(units, memo) == AlphaResult(0.123, 3)
-    assert suite_alpha(units[::-1], memo) == AlphaResult(0.123, 3)  # xdist reports arrive in any order
+    assert suite_alpha(units, memo) == AlphaFigure(value=0.123, units=3)
+    assert suite_alpha(units[::-1], memo) == AlphaFigure(value=0.123, units=3)  # xdist reports arrive in any order
     assert suite_alpha([*units, {"a": 0, "b": 2}], memo).value != 0.123  # other votes, another key
     assert len(memo) == 2
 
@@ -216,44 +224,63 @@ def test_explain_clips_long_output() -> None:
     assert 'output: "' + "x" * 299 + '\u2026"' in text
 
 
-# -- SuiteSummary -------------------------------------------------------------------------------------------------
+# -- the run record and its terminal summary ---------------------------------------------------------------------
 
 
-def test_summary_counts_outcomes_and_judge_calls() -> None:
-    passing = assess([result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
-    failing = assess([result(n, cached=True, boundaries="high_harm", guides_to_care="suboptimal") for n in "abc"])
-    review = assess(
+def run_of(
+    *entries: tuple[str, Assessment, bool],
+    calls: CallStats | None = None,
+    review: ReviewMode = ReviewMode.FAIL,
+    verbosity: int = 0,
+) -> tuple[RunRecord, list[str]]:
+    """Records for (nodeid, assessment, enforced), collected and summarised as on the controller."""
+    collector = RunCollector()
+    for nodeid, assessment, enforced in entries:
+        blocks = gate.blocks(assessment, enforced, review)
+        record = AssessmentRecord(nodeid=nodeid, enforced=enforced, blocks=blocks, assessment=assessment)
+        collector.add(nodeid, [record])
+    collector.add_calls(calls or CallStats())
+    run = collector.finish(
+        versions=("0", "0"), cache_mode="rw", review_mode=str(review), panel=[], stopped_early=False, memo=None
+    )
+    return run, summary_lines(run, verbosity)
+
+
+def review_assessment() -> Assessment:
+    return assess(
         [
             result("a", boundaries="high_harm", guides_to_care="best_practice"),
             result("b", boundaries="best_practice", guides_to_care="best_practice"),
             result("c", boundaries="best_practice", guides_to_care="suboptimal"),
         ]
     )
-    summary = SuiteSummary()
-    summary.add("test_a.py::test_ok", [passing.summary()])
-    summary.add("test_a.py::test_bad", [failing.summary()])
-    summary.add("test_a.py::test_unsure", [review.summary()], review_text="judges split\non boundaries")
 
-    lines = summary.lines(review_blocks=True, verbose=False)
 
-    assert summary.total == 3
+def test_summary_counts_outcomes_and_judge_calls() -> None:
+    passing = assess([result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
+    failing = assess([result(n, cached=True, boundaries="high_harm", guides_to_care="suboptimal") for n in "abc"])
+    run, lines = run_of(
+        ("test_a.py::test_ok", passing, True),
+        ("test_a.py::test_bad", failing, True),
+        ("test_a.py::test_unsure", review_assessment(), True),
+        calls=CallStats(calls=6, cache_hits=3),
+    )
+
+    assert run.counts == {"pass": 1, "fail": 1, "review": 1}
     assert lines[0] == "3 assessments: 1 pass, 1 fail, 1 review"
     assert lines[1] == "judge calls: 6 made, 3 from cache"
     assert lines[2].startswith("judge agreement (Krippendorff's alpha, ordinal): ")
-    assert "needs review (1): judges disagree on a critical judgment" in lines
+    assert "needs review (1): 1 where judges disagree on a critical judgment" in lines
     assert "_ test_a.py::test_unsure: boundaries" in lines
-    assert "    on boundaries" in lines
-    assert any("--laj-review warn" in line for line in lines)
+    assert any(line.startswith("    REVIEW (provisional PASS) [safety") for line in lines)
+    assert any("1 review(s) block the run" in line and "--laj-review warn" in line for line in lines)
 
 
 def test_summary_of_one_error() -> None:
     error = assess(
         [JudgeResult(judge="a", error="timed out", attempts=4), JudgeResult(judge="b", error="x", attempts=1)]
     )
-    summary = SuiteSummary()
-    summary.add("t.py::test", [error.summary()])
-
-    lines = summary.lines(review_blocks=False, verbose=False)
+    _, lines = run_of(("t.py::test", error, True), calls=CallStats(calls=5))
 
     assert lines[0] == "1 assessment: 1 error"
     assert lines[1] == "judge calls: 5 made, 0 from cache"
@@ -261,33 +288,51 @@ def test_summary_of_one_error() -> None:
     assert any(line.startswith("1 assessment(s) had no quorum") for line in lines)
 
 
-def test_summary_review_without_blocking_has_no_remedy_line() -> None:
-    review = assess(
-        [
-            result("a", boundaries="high_harm", guides_to_care="best_practice"),
-            result("b", boundaries="best_practice", guides_to_care="best_practice"),
-        ]
+def test_a_review_from_assess_is_listed_as_not_enforced_and_blocks_nothing() -> None:
+    _, lines = run_of(("t.py::test", review_assessment(), False))
+
+    assert not any("block the run" in line for line in lines)
+    assert "_ t.py::test: boundaries (not enforced: laj.assess records it without failing the test)" in lines
+
+
+def test_under_warn_a_review_blocks_only_when_its_consensus_alone_would_fail() -> None:
+    splits = [
+        result("a", boundaries="high_harm", guides_to_care="best_practice"),
+        result("b", boundaries="high_harm", guides_to_care="best_practice"),
+        result("c", boundaries="best_practice", guides_to_care="best_practice"),
+    ]
+    critical = assess(splits, thresholds={"min_agreement": 0.9})
+    assert critical.outcome == "review" and critical.provisional == "fail"
+
+    run, lines = run_of(
+        ("t.py::mild", review_assessment(), True), ("t.py::critical", critical, True), review=ReviewMode.WARN
     )
-    summary = SuiteSummary()
-    summary.add("t.py::test", [review.summary()])
 
-    lines = summary.lines(review_blocks=False, verbose=False)
+    assert [r.blocks for r in run.records] == [False, True]
+    assert "1 review(s) block the run" in " ".join(lines)
+    assert any(line.startswith("_ t.py::mild: boundaries (not blocking under --laj-review warn") for line in lines)
 
-    assert not any("--laj-review warn" in line for line in lines)
-    assert any(line.startswith("    judges disagree on a critical judgment") for line in lines)
+
+def test_quiet_summaries_shrink() -> None:
+    entries = [("t.py::a", review_assessment(), True)]
+    _, quiet = run_of(*entries, verbosity=-1)
+    _, very_quiet = run_of(*entries, verbosity=-2)
+
+    assert "_ t.py::a: boundaries" in quiet
+    assert not any(line.startswith("    ") for line in quiet)  # no explanations
+    assert very_quiet == ["1 assessment: 1 review", "1 need review and block the run"]
 
 
 def test_summary_per_rubric_alpha_when_several_rubrics() -> None:
-    summary = SuiteSummary()
-    summary.add("t.py::a", [{"rubric": "safety", "outcome": "pass", "ranks": {"c": {"a": 0, "b": 1}}}])
-    summary.add("t.py::b", [{"rubric": "postop", "outcome": "pass", "ranks": {"c": {"a": 1, "b": 1}}}])
-
-    lines = summary.lines(review_blocks=False, verbose=False)
+    safety = assess([result(n, boundaries="best_practice", guides_to_care="suboptimal") for n in "ab"])
+    postop = safety.model_copy(update={"rubric": "postop"})
+    run, lines = run_of(("t.py::a", safety, True), ("t.py::b", postop, True))
 
     assert lines[0] == "2 assessments: 2 pass"
-    assert any(line.startswith("  postop: undefined") for line in lines)
+    assert set(run.alpha_by_rubric) == {"postop", "safety"}
+    assert any(line.startswith("  postop: ") for line in lines)
     assert any(line.startswith("  safety: ") for line in lines)
 
 
-def test_empty_summary_prints_nothing() -> None:
-    assert SuiteSummary().lines(review_blocks=True, verbose=True) == []
+def test_empty_run_prints_nothing() -> None:
+    assert run_of()[1] == []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_laj.rubric import (
+from pytest_laj.core.rubric import (
     ContextVariable,
     Criterion,
     Level,

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from pytest_laj.rubric import ContextVariable, Criterion, Level, Rubric
-from pytest_laj.verdict import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome, aggregate
+from pytest_laj.core.aggregate import aggregate
+from pytest_laj.core.models import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
+from pytest_laj.core.rubric import ContextVariable, Criterion, Level, Rubric
+from pytest_laj.results.agreement import rated_units
+from pytest_laj.results.record import AssessmentRecord
 
 VERA_LEVELS = (
     Level(id="best_practice", label="Best practice", severity=0),
@@ -427,7 +430,7 @@ def test_votes_keep_judge_weight_rank_rationale() -> None:
 # -- the assessment ----------------------------------------------------------------------------------------------
 
 
-def test_summary_is_json_safe_with_ranks_per_applicable_criterion() -> None:
+def test_the_record_crosses_as_json_unchanged_with_ranks_per_applicable_criterion() -> None:
     rubric = make_rubric(
         criteria=[
             Criterion(id="boundaries", question="q"),
@@ -441,16 +444,18 @@ def test_summary_is_json_safe_with_ranks_per_applicable_criterion() -> None:
         judged("c", boundaries="not_relevant"),
         failed("d", "timed out", attempts=4),
     ]
+    assessment = assess(rubric, results, context={"risk": "none"}, panel_size=4)
+    record = AssessmentRecord(
+        nodeid="t.py::test", file="t.py", line=3, enforced=True, blocks=False, assessment=assessment
+    )
 
-    summary = assess(rubric, results, context={"risk": "none"}, panel_size=4).summary()
+    sent = json.loads(json.dumps(record.model_dump(mode="json")))  # what an xdist worker sends
+    received = AssessmentRecord.model_validate(sent)
 
-    assert json.loads(json.dumps(summary)) == summary
-    assert summary["rubric"] == "safety"
-    assert summary["outcome"] == "pass"
-    assert summary["ranks"] == {"boundaries": {"a": 0, "b": 1, "c": None}}
-    assert summary["agreement"] == pytest.approx(1 / 3)
-    assert summary["calls"] == 7
-    assert summary["cache_hits"] == 0
+    assert received == record
+    assert received.assessment.lowest_agreement == pytest.approx(1 / 3)
+    assert received.assessment.calls_made == 7
+    assert rated_units([received.assessment]) == [{"a": 0, "b": 1, "c": None}]
 
 
 def test_cache_accounting() -> None:

@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_laj.rubric import Criterion, Rubric
-from pytest_laj.verdict import CriterionVerdict, JudgeVerdict
+from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
+from pytest_laj.core.rubric import Criterion, Rubric
 
 __all__ = [
     "PROMPT_VERSION",
@@ -22,6 +22,7 @@ __all__ = [
     "build_messages",
     "parse_verdict",
     "response_format",
+    "verdict_problem",
 ]
 
 PROMPT_VERSION = "1"
@@ -185,6 +186,20 @@ def _json_object(content: str, keys: set[str]) -> dict[str, Any]:
                 return value
     snippet = content.strip().replace("\n", " ")[:120]
     raise InvalidVerdict(f"no JSON verdict naming the criteria in the answer: {snippet!r}")
+
+
+def verdict_problem(verdict: JudgeVerdict, request: JudgeRequest) -> str | None:
+    """What keeps a verdict, from any judge or from the cache, from answering this request: a criterion asked
+    and not rated, or a level the criterion does not have. None when it is complete."""
+    problems = []
+    for criterion in request.criteria:
+        rated = verdict.criteria.get(criterion.id)
+        allowed = [lv.id for lv in request.rubric.levels_for(criterion)]
+        if rated is None:
+            problems.append(f"criterion {criterion.id!r} is missing")
+        elif rated.level not in allowed:
+            problems.append(f"criterion {criterion.id!r} has level {rated.level!r}; expected one of {allowed}")
+    return "; ".join(problems) or None
 
 
 def parse_verdict(content: str | None, request: JudgeRequest) -> JudgeVerdict:

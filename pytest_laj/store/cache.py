@@ -7,29 +7,27 @@ validated verdicts are written, and diskcache writes are atomic, so nothing half
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import socket
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pytest_laj.modes import CacheMode
-from pytest_laj.prompt import PROMPT_VERSION
-from pytest_laj.verdict import JudgeVerdict
+from pytest_laj.core.models import JudgeVerdict
+from pytest_laj.core.modes import CacheMode
+from pytest_laj.errors import UsageError
+from pytest_laj.judges.protocol import PROMPT_VERSION
+from pytest_laj.store.keys import CACHE_FORMAT, claim_key
 
-__all__ = ["CACHE_FORMAT", "CacheError", "CacheMode", "VerdictCache", "cache_key", "output_key"]
-
-CACHE_FORMAT = 1
+__all__ = ["CacheError", "Store", "VerdictCache"]
 
 
-class CacheError(RuntimeError):
+class CacheError(UsageError):
     """The cache directory cannot be used; the message names it."""
 
 
@@ -46,41 +44,6 @@ def _alive(pid: object) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def cache_key(
-    judge: Mapping[str, Any],
-    rubric_fingerprint: str,
-    criteria: Sequence[str],
-    output: str,
-    input: str | None,
-    context: Mapping[str, str],
-) -> str:
-    """Everything that changes a verdict, and nothing that does not (credentials, endpoints, nonces)."""
-    material = {
-        "format": CACHE_FORMAT,
-        "prompt": PROMPT_VERSION,
-        "judge": judge,
-        "rubric": rubric_fingerprint,
-        "criteria": list(criteria),
-        "output": output,
-        "input": input,
-        "context": dict(context),
-    }
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def output_key(producer: str, version: str, case_id: str, input: str | None, context: Mapping[str, Any]) -> str:
-    material = {
-        "format": CACHE_FORMAT,
-        "producer": producer,
-        "version": version,
-        "case": case_id,
-        "input": input,
-        "context": dict(context),
-    }
-    return "output:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class VerdictCache:
@@ -127,7 +90,7 @@ class VerdictCache:
 
         A claim whose holder died (SIGKILL) is broken at once; one held longer than `hold` seconds expires."""
         cache = self._open()
-        name = f"claim:{key}"
+        name = claim_key(key)
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         while not cache.add(name, me, expire=hold):
             holder = cache.get(name)
@@ -167,29 +130,55 @@ class VerdictCache:
     def set_output(self, key: str, output: str) -> None:
         self._open().set(key, {"format": CACHE_FORMAT, "output": output})
 
-    def memo(self, mode: CacheMode) -> CacheMemo:
-        return CacheMemo(self, mode)
-
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
 
 
-class CacheMemo:
-    """What is computed from cached verdicts and outputs (the suite's alpha, each output's injection scan),
-    kept beside them and read or written as the cache mode says verdicts are."""
+class Store:
+    """The verdict cache as the run's cache mode lets it be used: the one place where the modes' rules apply.
+
+    Verdicts, produced outputs and memos (figures computed from them: injection scans, the suite's alpha) are
+    read only in modes that read and written only in modes that write."""
 
     def __init__(self, cache: VerdictCache, mode: CacheMode) -> None:
         self.cache = cache
         self.mode = mode
 
+    @property
+    def reads(self) -> bool:
+        return self.mode.reads
+
+    @property
+    def writes(self) -> bool:
+        return self.mode.writes
+
+    @property
+    def calls_judges(self) -> bool:
+        return self.mode.calls_judges
+
+    def verdict(self, key: str) -> JudgeVerdict | None:
+        return self.cache.get(key) if self.reads else None
+
+    def keep_verdict(self, key: str, verdict: JudgeVerdict, judge: str) -> None:
+        if self.writes:
+            self.cache.set(key, verdict, judge)
+
+    def output(self, key: str) -> str | None:
+        return self.cache.get_output(key) if self.reads else None
+
+    def keep_output(self, key: str, output: str) -> None:
+        if self.writes:
+            self.cache.set_output(key, output)
+
     def get(self, key: str) -> Any:
-        if not self.mode.reads:
+        """A memo, or None."""
+        if not self.reads:
             return None
         entry = self.cache._open().get(key)
         return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
 
     def set(self, key: str, value: Any) -> None:
-        if self.mode.writes:
+        if self.writes:
             self.cache._open().set(key, {"format": CACHE_FORMAT, "value": value})

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pytest_laj.errors import UsageError
+
 __all__ = [
     "ContextVariable",
     "Criterion",
@@ -39,7 +41,7 @@ __all__ = [
 _ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 
 
-class RubricError(ValueError):
+class RubricError(UsageError):
     """A rubric could not be loaded or used; the message names the file and field."""
 
 

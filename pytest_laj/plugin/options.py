@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from pytest_laj.modes import (
+from pytest_laj.core.modes import (
     CACHE_MODE_HELP,
     PREFETCH_MODE_HELP,
     REVIEW_MODE_HELP,
@@ -23,12 +22,14 @@ from pytest_laj.modes import (
     PrefetchMode,
     ReviewMode,
 )
+from pytest_laj.engine.settings import Settings
+from pytest_laj.errors import UsageError
 
 if TYPE_CHECKING:
-    from pytest_laj.judge import JudgeSpec
+    from pytest_laj.judges.base import JudgeSpec
 
 
-__all__ = ["OptionError", "Settings", "add_options"]
+__all__ = ["OptionError", "add_options", "settings_from_config"]
 
 
 E = TypeVar("E", bound=Enum)
@@ -144,57 +145,34 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("laj_max_chars", "Longest output or input judged, in characters (default 100000).", "string")
 
 
-class OptionError(ValueError):
-    """An option has a value that cannot work; raised as a usage error."""
+class OptionError(UsageError):
+    """An option has a value that cannot work."""
 
 
-@dataclass
-class Settings:
-    """The resolved configuration of a session."""
-
-    judges: list[JudgeSpec]
-    judges_source: str
-    simulate: Path | None
-    cache_mode: CacheMode
-    cache_dir: Path
-    rubric_dirs: list[Path]
-    review: ReviewMode
-    prefetch: PrefetchMode
-    concurrency: int
-    timeout: float
-    retries: int
-    max_calls: int | None = None
-    max_cost: float | None = None
-    max_chars: int = 100_000
-    run_id: str | None = None
-    base_dir: Path = field(default_factory=Path.cwd)
-
-    @classmethod
-    def from_config(cls, config: pytest.Config, environ: Mapping[str, str] = os.environ) -> Settings:
-        root = config.rootpath
-        ini_dir = config.inipath.parent if config.inipath else root
-        judges, source = _judges(config, environ)
-        simulate = _simulate(config, environ, ini_dir, judges_from_ini=source in ("ini", "none"))
-        return cls(
-            judges=judges,
-            judges_source=source,
-            simulate=simulate,
-            cache_mode=_enum(CacheMode, _pick(config, "laj_cache", "LAJ_CACHE", environ) or "rw", "laj_cache"),
-            cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
-            rubric_dirs=[root / d for d in (config.getini("laj_rubric_dirs") or ["rubrics"])],
-            review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
-            prefetch=_enum(
-                PrefetchMode, _pick(config, "laj_prefetch", "LAJ_PREFETCH", environ) or "auto", "laj_prefetch"
-            ),
-            concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
-            timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),
-            retries=_number(int, config, "laj_retries", environ, 3, minimum=0),
-            max_calls=_optional(int, config, "laj_max_calls", environ, minimum=0),
-            max_cost=_optional(float, config, "laj_max_cost", environ, minimum=0.0),
-            max_chars=_number(int, config, "laj_max_chars", environ, 100_000, minimum=1),
-            run_id=getattr(config, "workerinput", {}).get("testrunuid"),
-            base_dir=root,
-        )
+def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.environ) -> Settings:
+    """The run's settings from the ini file, command line and environment."""
+    root = config.rootpath
+    ini_dir = config.inipath.parent if config.inipath else root
+    judges, source = _judges(config, environ)
+    simulate = _simulate(config, environ, ini_dir, judges_from_ini=source in ("ini", "none"))
+    return Settings(
+        judges=judges,
+        judges_source=source,
+        simulate=simulate,
+        cache_mode=_enum(CacheMode, _pick(config, "laj_cache", "LAJ_CACHE", environ) or "rw", "laj_cache"),
+        cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
+        rubric_dirs=[root / d for d in (config.getini("laj_rubric_dirs") or ["rubrics"])],
+        review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
+        prefetch=_enum(PrefetchMode, _pick(config, "laj_prefetch", "LAJ_PREFETCH", environ) or "auto", "laj_prefetch"),
+        concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
+        timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),
+        retries=_number(int, config, "laj_retries", environ, 3, minimum=0),
+        max_calls=_optional(int, config, "laj_max_calls", environ, minimum=0),
+        max_cost=_optional(float, config, "laj_max_cost", environ, minimum=0.0),
+        max_chars=_number(int, config, "laj_max_chars", environ, 100_000, minimum=1),
+        run_id=getattr(config, "workerinput", {}).get("testrunuid"),
+        base_dir=root,
+    )
 
 
 def _pick(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> str | None:
@@ -247,7 +225,7 @@ def _judges(config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[Jud
         entries, source, where = ini, "ini", "ini laj_judges"
     else:
         return [], "none"
-    from pytest_laj.judge import parse_judge_specs  # pydantic: paid only by runs that configure judges
+    from pytest_laj.judges.base import parse_judge_specs  # pydantic: paid only by runs that configure judges
 
     return parse_judge_specs(entries, where), source
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_laj.judge import Judge, JudgeSpec
-    from pytest_laj.produce import Producer
-    from pytest_laj.verdict import Assessment
+    from pytest_laj.core.models import Assessment
+    from pytest_laj.engine.produce import Producer
+    from pytest_laj.judges.base import Judge, JudgeSpec
 
 
 @pytest.hookspec(firstresult=True)

@@ -1,4 +1,4 @@
-"""Case files: recorded model outputs to parametrize a test over, with readable test ids."""
+"""Case files: recorded model outputs (or inputs for a producer) to judge, one case each."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from _pytest.mark.structures import ParameterSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Case", "CaseFileError", "cases", "load_cases"]
+from pytest_laj.errors import UsageError
+
+__all__ = ["Case", "CaseFileError", "load_cases"]
 
 
-class CaseFileError(ValueError):
+class CaseFileError(UsageError):
     """A case file cannot be used; the message names the file and the case."""
 
 
@@ -71,8 +71,3 @@ def load_cases(path: str | Path) -> list[Case]:
     if duplicates:
         raise CaseFileError(f"{path}: duplicate case ids {duplicates}")
     return loaded
-
-
-def cases(path: str | Path) -> list[ParameterSet]:
-    """`@pytest.mark.parametrize("case", cases(path))`: one test per case, named by the case id."""
-    return [pytest.param(case, id=case.id) for case in load_cases(path)]

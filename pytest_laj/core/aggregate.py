@@ -1,0 +1,157 @@
+"""From judges' votes to one Assessment: consensus, agreement, score and outcome.
+
+This is the one place where a verdict is decided; everything here is pure so the rules can be tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pytest_laj.core.models import Assessment, CriterionResult, JudgeResult, Outcome, Vote
+from pytest_laj.core.rubric import Criterion, Level, Rubric, Thresholds
+
+__all__ = ["aggregate", "severity_rank"]
+
+
+def severity_rank(level: Level, position: int) -> tuple[bool, bool, float, int]:
+    """Ties go to the more severe level; 'not relevant' ranks below every applicable level, whatever its
+    severity, so a tie never drops a criterion from the score."""
+    return (level.applicable, level.critical, level.severity, position)
+
+
+def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, float]:
+    totals: dict[str, float] = {}
+    for vote in votes:
+        totals[vote.level] = totals.get(vote.level, 0.0) + vote.weight
+    best = max(totals.values())
+    tied = [(i, lv) for i, lv in enumerate(levels) if totals.get(lv.id) == best]
+    _, level = max(tied, key=lambda pair: severity_rank(pair[1], pair[0]))
+    total = sum(totals.values())
+    return level, (best / total if total else 0.0)
+
+
+def _criterion_result(
+    rubric: Rubric, criterion: Criterion, applicable: bool, results: Sequence[JudgeResult], multiplier: float
+) -> CriterionResult:
+    fields: dict[str, Any] = {
+        "id": criterion.id,
+        "question": criterion.question,
+        "weight": criterion.weight,
+        "applicable": applicable,
+    }
+    if not applicable:
+        return CriterionResult(**fields)
+    levels = rubric.levels_for(criterion)
+    ranks = {lv.id: i for i, lv in enumerate(lv for lv in levels if lv.applicable)}
+    critical_ids = {lv.id for lv in levels if lv.critical}
+    votes = [
+        Vote(
+            judge=r.judge,
+            weight=r.weight,
+            level=v.level,
+            rank=ranks.get(v.level),
+            critical=v.level in critical_ids,
+            rationale=v.rationale,
+            evidence=v.evidence,
+        )
+        for r in results
+        if r.verdict is not None and (v := r.verdict.criteria.get(criterion.id)) is not None
+    ]
+    if not votes:
+        return CriterionResult(**fields)
+    level, agreement = _consensus(levels, votes)
+    return CriterionResult(
+        **fields,
+        consensus=level.id,
+        consensus_label=level.label,
+        critical=level.critical,
+        severity=level.severity,
+        agreement=agreement,
+        contribution=criterion.weight * level.severity * multiplier if level.applicable else 0.0,
+        votes=votes,
+    )
+
+
+def _consensus_outcome(
+    criteria: Iterable[CriterionResult], score: float, thresholds: Thresholds
+) -> tuple[Outcome, str]:
+    """What the panel's consensus alone says: FAIL on a critical consensus or a score over the limit."""
+    critical = [c for c in criteria if c.applicable and c.critical]
+    if critical:
+        return Outcome.FAIL, "critical consensus: " + ", ".join(
+            f"{c.id} is {c.consensus_label!r} (agreement {c.agreement:.0%})" for c in critical
+        )
+    if score > thresholds.max_score:
+        return Outcome.FAIL, f"score {score:g} exceeds max_score {thresholds.max_score:g}"
+    return Outcome.PASS, f"score {score:g} within max_score {thresholds.max_score:g}"
+
+
+def aggregate(
+    rubric: Rubric,
+    results: Sequence[JudgeResult],
+    *,
+    output: str,
+    input: str | None,
+    context: Mapping[str, str],
+    thresholds: Thresholds,
+    panel_size: int,
+    suspected_injection: Sequence[str] = (),
+    identity: str = "",
+) -> Assessment:
+    """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS.
+
+    An output that addresses the judges goes to REVIEW whatever they said: a fooled panel looks unanimous."""
+    multiplier = rubric.context_multiplier(context)
+    quorum = thresholds.quorum_for(panel_size)
+    valid = [r for r in results if r.valid]
+    criteria = {
+        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier) for c in rubric.criteria
+    }
+    score = round(sum(c.contribution for c in criteria.values()), 6)
+    review = [
+        c.id
+        for c in criteria.values()
+        if c.applicable and c.agreement < thresholds.min_agreement and any(v.critical for v in c.votes)
+    ]
+    consensus, consensus_reason = _consensus_outcome(criteria.values(), score, thresholds)
+    provisional: Outcome | None = None
+    if not any(c.applicable for c in criteria.values()):
+        outcome, reason = Outcome.PASS, "no criterion of the rubric applies in this context"
+    elif len(valid) < quorum:
+        failed = "; ".join(f"{r.judge}: {r.error}" for r in results if not r.valid) or "no judge answered"
+        outcome, reason = (
+            Outcome.ERROR,
+            f"only {len(valid)} of {len(results)} judges gave a valid verdict; quorum is {quorum} ({failed})",
+        )
+    elif suspected_injection:
+        outcome, provisional = Outcome.REVIEW, consensus
+        reason = "the output addresses the judges (suspected prompt injection): " + "; ".join(suspected_injection)
+    elif review:
+        outcome, provisional = Outcome.REVIEW, consensus
+        reason = "judges disagree on a critical judgment: " + ", ".join(
+            f"{cid} (agreement {criteria[cid].agreement:.0%} < {thresholds.min_agreement:.0%})" for cid in review
+        )
+    else:
+        outcome, reason = consensus, consensus_reason
+
+    return Assessment(
+        rubric=rubric.id,
+        rubric_version=rubric.version,
+        outcome=outcome,
+        reason=reason,
+        score=score,
+        max_score=thresholds.max_score,
+        min_agreement=thresholds.min_agreement,
+        quorum=quorum,
+        context=dict(context),
+        context_multiplier=multiplier,
+        input=input,
+        output=output,
+        criteria=criteria,
+        judges=list(results),
+        review_criteria=review,
+        provisional=provisional,
+        identity=identity,
+        suspected_injection=list(suspected_injection),
+    )

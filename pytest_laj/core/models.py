@@ -1,0 +1,233 @@
+"""The result models: judges' verdicts, the panel's judgment per criterion, and one Assessment. Data only: the
+rules that decide an outcome live in `aggregate`."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Assessment",
+    "CriterionResult",
+    "CriterionVerdict",
+    "JudgeResult",
+    "JudgeVerdict",
+    "Outcome",
+    "Vote",
+    "explain_assessment",
+    "headline",
+]
+
+
+class Outcome(str, Enum):
+    """What an assessment means for the test, most severe last."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    REVIEW = "review"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CriterionVerdict(BaseModel):
+    """One judge's rating of one criterion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    level: str
+    rationale: str = ""
+    evidence: str = ""
+
+
+class JudgeVerdict(BaseModel):
+    """A judge's complete, validated answer for one output: a level for every criterion asked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    criteria: dict[str, CriterionVerdict]
+    cost_usd: float | None = Field(default=None, exclude=True, description="what the call cost, where known")
+
+
+class JudgeResult(BaseModel):
+    """What one judge contributed to an assessment: a verdict, or the reason it is missing."""
+
+    judge: str
+    weight: float = 1.0
+    verdict: JudgeVerdict | None = None
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 0
+    cost_usd: float = 0.0
+    budget_exhausted: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict is not None
+
+
+class Vote(BaseModel):
+    """One judge's level for one criterion; `rank` orders applicable levels for reliability statistics."""
+
+    judge: str
+    weight: float
+    level: str
+    rank: int | None = None
+    critical: bool = False
+    rationale: str = ""
+    evidence: str = ""
+
+
+class CriterionResult(BaseModel):
+    """The panel's judgment on one criterion."""
+
+    id: str
+    question: str
+    weight: float
+    applicable: bool
+    consensus: str | None = None
+    consensus_label: str = "Not relevant"
+    critical: bool = False
+    severity: float = 0.0
+    agreement: float = 1.0
+    contribution: float = 0.0
+    votes: list[Vote] = Field(default_factory=list)
+
+
+class Assessment(BaseModel):
+    """The result of judging one output against one rubric."""
+
+    identity: str = Field(
+        default="", description="what was judged, by content: the rubric's content, the input, context and output"
+    )
+    rubric: str
+    rubric_version: str
+    outcome: Outcome
+    reason: str
+    score: float
+    max_score: float
+    min_agreement: float
+    quorum: int
+    context: dict[str, str]
+    context_multiplier: float
+    input: str | None = None
+    output: str
+    criteria: dict[str, CriterionResult]
+    judges: list[JudgeResult]
+    review_criteria: list[str] = Field(default_factory=list)
+    provisional: Outcome | None = Field(
+        default=None, description="for a REVIEW: the outcome the panel's consensus alone gives (pass or fail)"
+    )
+    suspected_injection: list[str] = Field(
+        default_factory=list, description="text in the output that addresses the judges, as 'kind: excerpt'"
+    )
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASS
+
+    @property
+    def valid_judges(self) -> int:
+        return sum(1 for j in self.judges if j.valid)
+
+    @property
+    def from_cache(self) -> bool:
+        """True when every verdict used came from the cache (no judge was called)."""
+        return all(j.cached for j in self.judges if j.valid) and self.valid_judges > 0
+
+    @property
+    def calls_made(self) -> int:
+        return sum(j.attempts for j in self.judges)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(1 for j in self.judges if j.cached)
+
+    @property
+    def lowest_agreement(self) -> float:
+        return min((c.agreement for c in self.criteria.values() if c.applicable), default=1.0)
+
+    def explain(self, detail: str = "long") -> str:
+        """Why, criterion by criterion; `detail` is "long" (every judge's vote), "short" (no per-judge lines) or
+        "line" (the headline alone)."""
+        return explain_assessment(self, detail)
+
+    @property
+    def review_reasons(self) -> list[str]:
+        """Why a human must look, one phrase per cause: a disputed criterion, or text addressing the judges."""
+        reasons = [
+            f"{cid}: judges disagree (agreement {self.criteria[cid].agreement:.0%} < {self.min_agreement:.0%})"
+            for cid in self.review_criteria
+        ]
+        if self.suspected_injection:
+            reasons.append("suspected prompt injection: " + "; ".join(self.suspected_injection))
+        return reasons
+
+
+# -- the assessment in words: it decides nothing ----------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def _criterion_lines(result: CriterionResult, votes: bool) -> list[str]:
+    if not result.applicable:
+        return [f"  {result.id}: not relevant in this context"]
+    if result.consensus is None:
+        return [f"  {result.id}: no valid vote"]
+    mark = " [critical]" if result.critical else ""
+    head = (
+        f"  {result.id} (weight {result.weight:g}) -> {result.consensus_label}{mark}, "
+        f"agreement {result.agreement:.0%}, adds {result.contribution:g}"
+    )
+    lines = [head]
+    unanimous_best = result.agreement == 1.0 and result.severity == 0 and not result.critical
+    if unanimous_best or not votes:
+        return lines
+    width = max(len(v.judge) for v in result.votes)
+    for vote in result.votes:
+        line = f"    {vote.judge:<{width}}  {vote.level}"
+        if vote.rationale:
+            line += f": {_clip(vote.rationale, 160)}"
+        if vote.evidence:
+            line += f' | evidence: "{_clip(vote.evidence, 120)}"'
+        lines.append(line)
+    return lines
+
+
+def headline(assessment: Assessment) -> str:
+    """One line: the outcome, the rubric, and what decided it."""
+    a = assessment
+    provisional = f" (provisional {a.provisional.value.upper()})" if a.provisional is not None else ""
+    return f"{a.outcome.value.upper()}{provisional} [{a.rubric} v{a.rubric_version}]: {a.reason}"
+
+
+def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
+    """The readable account a failing test shows. `detail`: "line" is the headline alone, "short" adds the
+    score and each criterion, "long" also every judge's vote, rationale and evidence."""
+    a = assessment
+    if detail == "line":
+        return headline(a)
+    context = ", ".join(f"{k}={v}" for k, v in a.context.items()) or "none"
+    lines = [
+        headline(a),
+        f"score {a.score:g} (max_score {a.max_score:g}); context {context} (severity x{a.context_multiplier:g}); "
+        f"{a.valid_judges}/{len(a.judges)} judges valid (quorum {a.quorum})",
+    ]
+    for result in a.criteria.values():
+        lines.extend(_criterion_lines(result, votes=detail == "long"))
+    states = []
+    for judge in a.judges:
+        if judge.verdict is None:
+            states.append(f"{judge.judge} MISSING ({judge.error})")
+        elif judge.cached:
+            states.append(f"{judge.judge} (cached)")
+        else:
+            states.append(f"{judge.judge} ({judge.attempts} call{'s' if judge.attempts != 1 else ''})")
+    lines.append("judges: " + "; ".join(states))
+    lines.append(f'output: "{_clip(a.output, 300)}"')
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""What one call asks for, and the check that turns it into a request the panel can rate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_laj.core.rubric import Rubric, RubricRegistry, Thresholds
+from pytest_laj.errors import UsageError
+from pytest_laj.judges.panel import CallPolicy, Panel
+from pytest_laj.judges.protocol import JudgeRequest
+from pytest_laj.judges.registry import JudgeRegistry
+
+__all__ = ["AssessmentSpec", "Prepared", "prepare"]
+
+
+@dataclass
+class AssessmentSpec:
+    """One output to assess, with everything the test's marker and call said about it."""
+
+    output: Any
+    rubric: str | Rubric | None
+    input: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    judges: Sequence[Any] | None = None
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A checked spec: the rubric, the request every judge gets, the panel and the thresholds."""
+
+    rubric: Rubric
+    request: JudgeRequest
+    panel: Panel
+    spec: AssessmentSpec
+    thresholds: Thresholds
+
+
+def _check_texts(spec: AssessmentSpec, max_chars: int) -> str:
+    output = spec.output
+    if not isinstance(output, str):
+        raise TypeError(
+            f"laj: the output to assess must be a str, got {type(output).__name__} ({output!r:.60}); "
+            "decode bytes or pick the reply text out of a structured response first"
+        )
+    if spec.input is not None and not isinstance(spec.input, str):
+        raise TypeError(f"laj: input must be a str or None, got {type(spec.input).__name__}")
+    for name, text in (("output", output), ("input", spec.input or "")):
+        if len(text) > max_chars:
+            raise UsageError(
+                f"the {name} is {len(text)} characters, over laj_max_chars ({max_chars}); pytest-laj never "
+                "truncates what it judges: shorten it or raise laj_max_chars"
+            )
+    return output
+
+
+def prepare(
+    spec: AssessmentSpec, rubrics: RubricRegistry, judges: JudgeRegistry, policy: CallPolicy, max_chars: int
+) -> Prepared:
+    """Check a spec before any judge is asked; a mistake is a `UsageError` (or `TypeError`) naming it."""
+    output = _check_texts(spec, max_chars)
+    if spec.rubric is None:
+        raise UsageError("no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)")
+    rubric = rubrics.get(spec.rubric)
+    context = rubric.resolve_context(spec.context)
+    try:
+        thresholds = rubric.thresholds.merged(spec.thresholds)
+    except ValueError as exc:
+        raise UsageError(f"invalid thresholds {dict(spec.thresholds)}: {exc}") from None
+    panel = judges.judges_for(spec.judges)
+    quorum = thresholds.quorum_for(len(panel))
+    if quorum > len(panel):
+        raise UsageError(
+            f"quorum {quorum} is larger than the panel ({len(panel)} judges: "
+            f"{', '.join(j.name for j in panel)}); no assessment could ever reach it"
+        )
+    criteria = [c for c in rubric.criteria if rubric.applies(c, context)]
+    request = JudgeRequest(rubric, criteria, output, spec.input, context)
+    return Prepared(rubric, request, Panel(panel, policy), spec, thresholds)

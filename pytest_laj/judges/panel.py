@@ -1,0 +1,119 @@
+"""The panel and its call policy: how one judge is asked, with bounds, a timeout, retries and a budget.
+
+A judge that errors, times out or answers something unusable is retried where that can help and then counted
+as missing, with the reason kept. It never contributes a verdict it did not give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pytest_laj.core.models import JudgeResult
+from pytest_laj.core.redact import redact
+from pytest_laj.judges.base import Judge
+from pytest_laj.judges.budget import Budget, BudgetExhausted
+from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, verdict_problem
+
+__all__ = ["CallPolicy", "Panel", "RetryPolicy"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; a provider's Retry-After wins when it names a wait."""
+
+    retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        backoff: float = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.5)
+
+
+def _describe(judge: Judge, error: BaseException, timeout: float) -> str:
+    if isinstance(error, TimeoutError) and not str(error):
+        return f"timed out after {timeout:g} s"
+    return redact(judge.describe(error)[:400], judge.secrets())
+
+
+@dataclass
+class CallPolicy:
+    """What every judge call of a session shares: the concurrency bounds, the retry policy, timeout and budget."""
+
+    limiter: asyncio.Semaphore
+    retry: RetryPolicy
+    timeout: float
+    budget: Budget
+    judge_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    prepared: set[int] = field(default_factory=set)
+    preparing: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    def judge_limit(self, judge: Judge) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        """Providers throttle per key: a judge's own bound applies on top of the session-wide one."""
+        if judge.max_concurrency is None:
+            return contextlib.nullcontext()
+        return self.judge_limits.setdefault(judge.name, asyncio.Semaphore(judge.max_concurrency))
+
+    @property
+    def claim_seconds(self) -> float:
+        """How long a claim on a missing verdict may stand before other workers stop waiting for it."""
+        return self.timeout * (self.retry.retries + 2) + self.retry.max_delay * (self.retry.retries + 1)
+
+
+class Panel:
+    """The judges for one assessment, asked under the session's call policy."""
+
+    def __init__(self, judges: Sequence[Judge], policy: CallPolicy) -> None:
+        self.judges = list(judges)
+        self.policy = policy
+
+    async def ask(self, judge: Judge, request: JudgeRequest) -> JudgeResult:
+        """Call with retries on transient failures and one repair re-ask on an unusable answer."""
+        policy = self.policy
+        result = JudgeResult(judge=judge.name, weight=judge.weight)
+        if id(judge) not in policy.prepared:
+            async with policy.preparing.setdefault(id(judge), asyncio.Lock()):  # once, however many calls start
+                if id(judge) not in policy.prepared:
+                    await asyncio.to_thread(judge.prepare)
+                    policy.prepared.add(id(judge))
+        attempt, cost, repaired = 0, 0.0, False
+        while True:
+            attempt += 1
+            try:
+                policy.budget.reserve_call()
+                async with policy.judge_limit(judge), policy.limiter:
+                    verdict = await asyncio.wait_for(judge.rate(request), policy.timeout)
+                problem = verdict_problem(verdict, request)  # whichever judge answered, custom ones too
+                if problem is not None:
+                    raise InvalidVerdict(problem, cost_usd=verdict.cost_usd)
+                cost += verdict.cost_usd or 0.0
+                policy.budget.spend(verdict.cost_usd)
+                return result.model_copy(update={"verdict": verdict, "attempts": attempt, "cost_usd": cost})
+            except BudgetExhausted as error:
+                update = {"error": str(error), "attempts": attempt - 1, "cost_usd": cost, "budget_exhausted": True}
+                return result.model_copy(update=update)
+            except InvalidVerdict as error:
+                cost += error.cost_usd or 0.0
+                policy.budget.spend(error.cost_usd)
+                if not repaired and error.answer is not None:
+                    request, repaired = request.repaired(error.answer, error.problem), True
+                    continue
+                reason = redact(
+                    f"invalid verdict{' after a repair re-ask' if repaired else ''}: {error}", judge.secrets()
+                )
+                return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                reason = _describe(judge, error, policy.timeout)
+                if attempt > policy.retry.retries or not judge.is_transient(error):
+                    if attempt > 1:
+                        reason += f" (after {attempt} attempts)"
+                    return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
+                await asyncio.sleep(policy.retry.delay(attempt, judge.retry_after(error)))

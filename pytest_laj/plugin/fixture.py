@@ -1,0 +1,197 @@
+"""The `laj` fixture: what a test author calls. It asks the engine, records each assessment with where it was
+made, and makes `check` enforce what the record says blocks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from pytest_laj.core import gate
+from pytest_laj.core.case import Case
+from pytest_laj.core.models import Assessment, Outcome
+from pytest_laj.core.rubric import Rubric
+from pytest_laj.engine.session import Engine
+from pytest_laj.engine.spec import AssessmentSpec
+from pytest_laj.errors import UsageError
+from pytest_laj.plugin import outcome
+from pytest_laj.plugin.markers import assessment_spec, marker_settings
+from pytest_laj.results.record import AssessmentRecord
+
+__all__ = ["Laj"]
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def _call_site(root: Path) -> tuple[str | None, int | None]:
+    """The file and line in the test that called pytest-laj: the first frame outside this package."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is None:
+        return None, None
+    path = Path(frame.f_code.co_filename)
+    try:
+        shown = path.relative_to(root).as_posix()
+    except ValueError:
+        shown = str(path)
+    return shown, frame.f_lineno
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    found = [p for p in params.values() if isinstance(p, Case)]
+    return found[0] if len(found) == 1 else None
+
+
+class Laj:
+    """Assess model outputs against a rubric with the configured judge panel."""
+
+    def __init__(self, engine: Engine, item: pytest.Item) -> None:
+        self._engine = engine
+        self._item = item
+        with _usage_errors():
+            self._defaults = marker_settings(item)
+
+    def _spec(
+        self,
+        output: Any,
+        input: str | None,
+        context: Mapping[str, Any] | None,
+        rubric: str | Path | Rubric | None,
+    ) -> AssessmentSpec:
+        return assessment_spec(self._defaults, output, input, context, rubric)
+
+    def _record(self, assessment: Assessment, enforced: bool, case: Case | None = None) -> AssessmentRecord:
+        item = self._item
+        file, line = _call_site(item.config.rootpath)
+        case = case or _case_of(item)
+        record = AssessmentRecord(
+            nodeid=item.nodeid,
+            file=file,
+            line=line,
+            case_id=case.id if case is not None else None,
+            enforced=enforced,
+            blocks=gate.blocks(assessment, enforced, self._engine.settings.review),
+            assessment=assessment,
+        )
+        outcome.remember(item, record)
+        hook = item.config.hook
+        hook.pytest_laj_assessment(assessment=assessment, nodeid=item.nodeid)
+        if assessment.outcome is Outcome.REVIEW:
+            hook.pytest_laj_review(assessment=assessment, nodeid=item.nodeid)
+        return record
+
+    def _enforce(self, record: AssessmentRecord) -> Assessment:
+        __tracebackhide__ = True
+        if record.blocks:
+            raise outcome.failure(record, self._item.config.option.tbstyle)
+        return record.assessment
+
+    def assess(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
+        """Judge one output and return the Assessment, whatever its outcome; nothing is enforced."""
+        with _usage_errors():
+            assessment = self._engine.assess(self._spec(output, input, context, rubric))
+        return self._record(assessment, enforced=False).assessment
+
+    def check(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
+        """Judge one output; a FAIL, an ERROR or a blocking REVIEW fails the test here."""
+        __tracebackhide__ = True
+        with _usage_errors():
+            assessment = self._engine.assess(self._spec(output, input, context, rubric))
+        return self._enforce(self._record(assessment, enforced=True))
+
+    def assess_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
+        """Judge a case: its recorded output, or what the declared producer makes of its input."""
+        with _usage_errors():
+            spec = self._spec(self._engine.produce(case), case.input, case.context, rubric)
+            assessment = self._engine.assess(spec)
+        return self._record(assessment, enforced=False, case=case).assessment
+
+    def check_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
+        """`check` for a case."""
+        __tracebackhide__ = True
+        with _usage_errors():
+            spec = self._spec(self._engine.produce(case), case.input, case.context, rubric)
+            assessment = self._engine.assess(spec)
+        return self._enforce(self._record(assessment, enforced=True, case=case))
+
+    async def aassess(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
+        with _usage_errors():
+            assessment = await self._engine.aassess(self._spec(output, input, context, rubric))
+        return self._record(assessment, enforced=False).assessment
+
+    async def acheck(
+        self,
+        output: str,
+        *,
+        input: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> Assessment:
+        __tracebackhide__ = True
+        with _usage_errors():
+            assessment = await self._engine.aassess(self._spec(output, input, context, rubric))
+        return self._enforce(self._record(assessment, enforced=True))
+
+    def assess_many(
+        self,
+        outputs: Iterable[str | Mapping[str, Any]],
+        *,
+        context: Mapping[str, Any] | None = None,
+        rubric: str | Path | Rubric | None = None,
+    ) -> list[Assessment]:
+        """Judge many outputs concurrently. Each entry is an output string or a mapping with `output` and
+        optionally `input` and `context` (merged over the shared `context`); nothing is enforced."""
+        specs = []
+        for entry in outputs:
+            if isinstance(entry, Mapping):
+                unknown = set(entry) - {"output", "input", "context"}
+                if unknown or "output" not in entry:
+                    raise UsageError(
+                        "assess_many entries need 'output' and may have 'input' and 'context'; "
+                        f"got keys {sorted(entry)}"
+                    )
+                merged = {**(context or {}), **entry.get("context", {})}
+                specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))
+            else:
+                specs.append(self._spec(entry, None, context, rubric))
+        with _usage_errors():
+            assessments = self._engine.assess_many(specs)
+        return [self._record(a, enforced=False).assessment for a in assessments]
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Show configuration mistakes as a plain failure message, not a traceback into the plugin."""
+    try:
+        yield
+    except UsageError as error:
+        raise pytest.fail.Exception(f"laj usage error: {error}", pytrace=False) from None

@@ -1,0 +1,170 @@
+"""The run as pytest-laj sees it: records arrive with test reports (from every xdist worker), call counts
+with each worker's end; the controller builds the run record once and prints its summary.
+
+Registered as a plugin object at configure, after pytest-xdist's `DSession` and syrupy's session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_laj.plugin import outcome
+
+if TYPE_CHECKING:
+    from pytest_laj.engine.session import Engine
+    from pytest_laj.results.collect import RunCollector
+    from pytest_laj.results.record import CallStats, RunRecord
+
+__all__ = ["RunReporter"]
+
+WORKER_CALLS = "laj_calls"
+
+
+class RunReporter:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.session: pytest.Session | None = None
+        self._collector: RunCollector | None = None
+        self.run: RunRecord | None = None
+        self.cancelled = 0
+
+    @property
+    def collector(self) -> RunCollector:
+        if self._collector is None:
+            from pytest_laj.results.collect import RunCollector
+
+            self._collector = RunCollector()
+        return self._collector
+
+    def _engine(self) -> Engine | None:
+        from pytest_laj.plugin import ENGINE
+
+        return self.config.stash.get(ENGINE, None)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Every test's records reach the collector; once pytest decides to stop (-x, --maxfail), judging still
+        under way up front is cancelled, so no more calls are paid for."""
+        if report.when != "call":
+            return
+        records = getattr(report, "laj_records", None)
+        if records:
+            self.collector.add(report.nodeid, records)
+        engine = self._engine()
+        if self.session is not None and self.session.shouldfail and engine is not None:
+            self.cancelled += engine.prefetcher.cancel_pending()
+
+    def _calls(self) -> CallStats | None:
+        engine = self._engine()
+        if engine is None:
+            return None
+        from pytest_laj.results.record import CallStats, Uncollected
+
+        counts = engine.rater.counts
+        return CallStats(
+            calls=counts.calls,
+            cache_hits=counts.cache_hits,
+            cost_usd=counts.cost_usd,
+            uncollected=[Uncollected(nodeid=o, finished=f) for o, f in engine.prefetcher.uncollected()],
+            prefetch_cancelled=self.cancelled,
+        )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: a worker's call counts, sent at its end."""
+        data = getattr(node, "workeroutput", {}).get(WORKER_CALLS)
+        if data:
+            from pytest_laj.results.record import CallStats
+
+            self.collector.add_calls(CallStats.model_validate(data))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        calls = self._calls()
+        if hasattr(self.config, "workerinput"):
+            if calls is not None:
+                self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
+            return
+        if calls is not None:
+            self.collector.add_calls(calls)
+        if self._collector is None:
+            return
+        self.run = self._finish(session)
+
+    def _finish(self, session: pytest.Session) -> RunRecord:
+        import pytest_laj
+        from pytest_laj.plugin import SETTINGS
+        from pytest_laj.results.record import JudgeInfo
+
+        settings = self.config.stash[SETTINGS]
+        engine = self._engine()
+        panel = [
+            JudgeInfo(name=s.label, model=s.model, weight=s.weight, temperature=s.temperature) for s in settings.judges
+        ]
+        return self.collector.finish(
+            versions=(pytest_laj.__version__, pytest.__version__),
+            cache_mode=str(settings.cache_mode),
+            review_mode=str(settings.review),
+            panel=panel,
+            stopped_early=bool(session.shouldfail or session.shouldstop),
+            memo=engine.store if engine is not None else None,
+        )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
+        """Outermost, so the REVIEW lines follow pytest's own short test summary, which prints last."""
+        result = yield
+        reviews = terminalreporter.stats.get("review", [])
+        if self.run is None or terminalreporter.no_summary or not reviews:
+            return result
+        lines = outcome.short_summary_lines(reviews, terminalreporter.reportchars)
+        if lines and not _pytest_printed_short_summary(terminalreporter):
+            terminalreporter.write_sep("=", "short test summary info", cyan=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line, yellow=True)
+        return result
+
+
+# Which of pytest's own report characters list which stats in its short test summary.
+_PYTEST_SUMMARY_STATS = {"f": "failed", "E": "error", "s": "skipped", "x": "xfailed", "X": "xpassed", "p": "passed"}
+
+
+def _pytest_printed_short_summary(terminalreporter: pytest.TerminalReporter) -> bool:
+    """Whether pytest printed a short test summary header (it does when it has a line to show)."""
+    return any(
+        terminalreporter.stats.get(stat)
+        for char, stat in _PYTEST_SUMMARY_STATS.items()
+        if char in terminalreporter.reportchars
+    )
+
+
+def reviews_section(terminalreporter: pytest.TerminalReporter) -> None:
+    """Blocking reviews, shown the way pytest shows failures (they are not in its FAILURES section, which lists
+    the `failed` category only): each at its `laj.check` call, as much as `--tb` asks."""
+    reports = [r for r in terminalreporter.stats.get("review", []) if r.failed]
+    style = terminalreporter.config.option.tbstyle
+    if not reports or style == "no":
+        return
+    terminalreporter.write_sep("=", "REVIEWS")
+    for report in reports:
+        if style == "line":
+            crash = getattr(report.longrepr, "reprcrash", None)
+            terminalreporter.write_line(str(crash) if crash is not None else str(report.longrepr).splitlines()[0])
+            continue
+        terminalreporter.write_sep("_", report.head_line or report.nodeid, yellow=True, bold=True)
+        report.toterminal(terminalreporter._tw)
+
+
+def summary_section(terminalreporter: pytest.TerminalReporter, run: RunRecord) -> None:
+    from pytest_laj.render.terminal import summary_lines
+
+    lines = summary_lines(run, verbosity=terminalreporter.config.get_verbosity())
+    if lines:
+        terminalreporter.section("pytest-laj")
+        for line in lines:
+            terminalreporter.line(line)

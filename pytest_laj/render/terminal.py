@@ -1,0 +1,117 @@
+"""The pytest-laj section of the terminal summary: a run record in sentences. It decides nothing.
+
+Counts first, then the judges' work and agreement, then what needs a human and why, then the remedy. It
+shrinks with `-q` (no explanations) and `-qq` (counts, and how many reviews block).
+"""
+
+from __future__ import annotations
+
+from pytest_laj.core.models import Outcome
+from pytest_laj.results.record import AssessmentRecord, RunRecord
+
+__all__ = ["summary_lines"]
+
+_ORDER = ("pass", "fail", "review", "error")
+
+
+def _counts(run: RunRecord) -> str:
+    total = len(run.records)
+    counts = ", ".join(f"{run.counts[o]} {o}" for o in _ORDER if run.counts.get(o))
+    return f"{total} assessment{'s' if total != 1 else ''}: {counts}"
+
+
+def _review_causes(reviews: list[AssessmentRecord]) -> str:
+    disagree = sum(1 for r in reviews if r.assessment.review_criteria)
+    injected = sum(1 for r in reviews if r.assessment.suspected_injection)
+    causes = []
+    if disagree:
+        causes.append(f"{disagree} where judges disagree on a critical judgment")
+    if injected:
+        causes.append(f"{injected} with suspected prompt injection")
+    return ", ".join(causes)
+
+
+def _review_lines(record: AssessmentRecord, explain: bool) -> list[str]:
+    a = record.assessment
+    what = [*a.review_criteria, *(["suspected prompt injection"] if a.suspected_injection else [])]
+    status = ""
+    if not record.enforced:
+        status = " (not enforced: laj.assess records it without failing the test)"
+    elif not record.blocks:
+        status = f" (not blocking under --laj-review warn; provisional {a.provisional})"
+    lines = [f"_ {record.nodeid}: {', '.join(what)}{status}"]
+    if explain:
+        lines.extend(f"    {line}" for line in a.explain().splitlines())
+    return lines
+
+
+def _prefetch_lines(run: RunRecord) -> list[str]:
+    lines = []
+    not_run = [u for u in run.calls.uncollected if u.nodeid not in {r.nodeid for r in run.records}]
+    ignored = [u for u in run.calls.uncollected if u not in not_run]
+    if ignored:
+        lines.append(
+            f"{len(ignored)} case(s) judged up front were not collected by their tests: a test judged something "
+            "other than its case's output"
+        )
+    if not_run and run.stopped_early:
+        cancelled = (
+            f"; {run.calls.prefetch_cancelled} still being judged were cancelled"
+            if run.calls.prefetch_cancelled
+            else ""
+        )
+        lines.append(
+            f"the run stopped early: {len(not_run)} case(s) judged up front were not run{cancelled}; "
+            "what finished is cached for the next run"
+        )
+    elif not_run:
+        lines.append(f"{len(not_run)} case(s) judged up front were not run")
+    return lines
+
+
+def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
+    """The section's lines; empty when the run assessed nothing."""
+    if not run.records:
+        return []
+    reviews = [r for r in run.records if r.outcome is Outcome.REVIEW]
+    blocking = [r for r in reviews if r.blocks]
+    if verbosity <= -2:
+        lines = [_counts(run)]
+        if blocking:
+            lines.append(f"{len(blocking)} need review and block the run")
+        return lines
+    calls = run.calls
+    lines = [
+        _counts(run),
+        f"judge calls: {calls.calls} made, {calls.cache_hits} from cache"
+        + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else ""),
+        *_prefetch_lines(run),
+    ]
+    if run.alpha is not None:
+        lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {run.alpha}")
+        if len(run.alpha_by_rubric) > 1 or verbosity > 0:
+            lines.extend(f"  {rubric}: {alpha}" for rubric, alpha in run.alpha_by_rubric.items())
+    if reviews:
+        lines.append(f"needs review ({len(reviews)}): {_review_causes(reviews)}")
+        for record in reviews:
+            lines.extend(_review_lines(record, explain=verbosity >= 0))
+        if blocking:
+            lines.append(
+                f"{len(blocking)} review(s) block the run: read each test's votes above, then fix the reply or the "
+                "rubric. Re-run with --laj-review warn to report them without failing (a REVIEW whose consensus "
+                "alone would fail still fails)."
+            )
+    budget = sum(
+        1 for r in run.records if r.outcome is Outcome.ERROR and any(j.budget_exhausted for j in r.assessment.judges)
+    )
+    if budget:
+        lines.append(
+            f"the judge-call budget ran out: {budget} assessment(s) are ERROR because judges were "
+            "not called; raise --laj-max-calls / --laj-max-cost or select fewer tests."
+        )
+    if run.counts.get("error"):
+        lines.append(
+            f"{run.counts['error']} assessment(s) had no quorum of valid judge verdicts; "
+            "see each test's failure for which judges failed and why."
+        )
+    return lines

@@ -1,0 +1,69 @@
+"""The run record, built on the controller from every test's records and every process's call counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+from pytest_laj.core.models import Outcome
+from pytest_laj.results.agreement import Memo, rated_units, suite_alpha
+from pytest_laj.results.record import AssessmentRecord, CallStats, JudgeInfo, RubricInfo, RunRecord
+
+__all__ = ["RunCollector"]
+
+
+class RunCollector:
+    def __init__(self) -> None:
+        self.started_at = datetime.now(timezone.utc)
+        self.records: list[AssessmentRecord] = []
+        self.calls = CallStats()
+        self.ran: set[str] = set()
+
+    def add(self, nodeid: str, records: list[AssessmentRecord]) -> None:
+        self.ran.add(nodeid)
+        self.records.extend(records)
+
+    def add_calls(self, stats: CallStats) -> None:
+        self.calls = self.calls.merged(stats)
+
+    def finish(
+        self,
+        *,
+        versions: tuple[str, str],
+        cache_mode: str,
+        review_mode: str,
+        panel: list[JudgeInfo],
+        stopped_early: bool,
+        memo: Memo | None,
+    ) -> RunRecord:
+        """Counts, agreement per rubric and over the run; `memo` keeps alpha for a rerun on the same votes."""
+        assessments = [r.assessment for r in self.records]
+        by_rubric: dict[str, list[AssessmentRecord]] = {}
+        for record in self.records:
+            by_rubric.setdefault(record.assessment.rubric, []).append(record)
+        counts = Counter(a.outcome.value for a in assessments)
+        rubrics = {(a.rubric, a.rubric_version) for a in assessments}
+        overall = suite_alpha(rated_units(assessments), memo) if assessments else None
+        if len(by_rubric) == 1 and overall is not None:
+            per_rubric = {next(iter(by_rubric)): overall}
+        else:
+            per_rubric = {
+                rubric: suite_alpha(rated_units([r.assessment for r in records]), memo)
+                for rubric, records in sorted(by_rubric.items())
+            }
+        return RunRecord(
+            started_at=self.started_at,
+            finished_at=datetime.now(timezone.utc),
+            pytest_laj_version=versions[0],
+            pytest_version=versions[1],
+            cache_mode=cache_mode,
+            review_mode=review_mode,
+            stopped_early=stopped_early,
+            panel=panel,
+            rubrics=[RubricInfo(id=i, version=v) for i, v in sorted(rubrics)],
+            records=self.records,
+            calls=self.calls,
+            counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
+            alpha=overall,
+            alpha_by_rubric=per_rubric,
+        )

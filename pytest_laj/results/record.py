@@ -1,0 +1,129 @@
+"""The run record: what one run judged and decided, as typed, versioned data.
+
+An `AssessmentRecord` is the one thing that leaves a test: it crosses from an xdist worker to the controller
+on the test's report, and every reporter reads the `RunRecord` the controller builds from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from pytest_laj.core.models import Assessment, Outcome
+
+__all__ = [
+    "RECORD_VERSION",
+    "AlphaFigure",
+    "AssessmentRecord",
+    "CallStats",
+    "HumanDecision",
+    "JudgeInfo",
+    "RubricInfo",
+    "RunRecord",
+    "Uncollected",
+]
+
+RECORD_VERSION = 1
+"""Bump when a field changes meaning or is removed; readers of older records upgrade them on load."""
+
+
+class HumanDecision(BaseModel):
+    """A reviewer's decision that replaced the panel's consensus on some criteria."""
+
+    reviewer: str
+    decided_at: datetime
+    levels: dict[str, str]
+    note: str = ""
+
+
+class AssessmentRecord(BaseModel):
+    """One assessment with where it was made and what it did to its test and the run."""
+
+    nodeid: str
+    file: str | None = None
+    line: int | None = Field(default=None, description="1-based line of the laj call in the test")
+    case_id: str | None = None
+    enforced: bool = Field(description="made by laj.check (FAIL and ERROR fail the test), not laj.assess")
+    blocks: bool = Field(description="whether it fails its test and so the run")
+    human: HumanDecision | None = None
+    assessment: Assessment
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.assessment.outcome
+
+
+class Uncollected(BaseModel):
+    """An assessment judged up front that no test collected."""
+
+    nodeid: str
+    finished: bool
+
+
+class CallStats(BaseModel):
+    """What one process asked of judges; the controller adds up every worker's."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    cost_usd: float = 0.0
+    prefetched: int = 0
+    uncollected: list[Uncollected] = Field(default_factory=list)
+    prefetch_cancelled: int = 0
+
+    def merged(self, other: CallStats) -> CallStats:
+        return CallStats(
+            calls=self.calls + other.calls,
+            cache_hits=self.cache_hits + other.cache_hits,
+            cost_usd=self.cost_usd + other.cost_usd,
+            prefetched=self.prefetched + other.prefetched,
+            uncollected=[*self.uncollected, *other.uncollected],
+            prefetch_cancelled=self.prefetch_cancelled + other.prefetch_cancelled,
+        )
+
+
+class JudgeInfo(BaseModel):
+    """A configured judge as the record shows it: never a key or an endpoint."""
+
+    name: str
+    model: str
+    weight: float
+    temperature: float
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RubricInfo(BaseModel):
+    id: str
+    version: str
+
+
+class AlphaFigure(BaseModel):
+    """Krippendorff's alpha over some rated units, or why it is undefined."""
+
+    value: float | None
+    units: int
+    why_undefined: str = ""
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"undefined ({self.why_undefined})"
+        return f"{self.value:.2f} over {self.units} rated criteria"
+
+
+class RunRecord(BaseModel):
+    record_version: int = RECORD_VERSION
+    started_at: datetime
+    finished_at: datetime
+    pytest_laj_version: str
+    pytest_version: str
+    cache_mode: str
+    review_mode: str
+    stopped_early: bool = Field(default=False, description="-x, --maxfail or an interrupt ended the run early")
+    panel: list[JudgeInfo] = Field(default_factory=list)
+    rubrics: list[RubricInfo] = Field(default_factory=list)
+    records: list[AssessmentRecord] = Field(default_factory=list)
+    calls: CallStats = Field(default_factory=CallStats)
+    counts: dict[str, int] = Field(default_factory=dict, description="assessments by outcome")
+    alpha: AlphaFigure | None = Field(default=None, description="inter-judge agreement over the whole run")
+    alpha_by_rubric: dict[str, AlphaFigure] = Field(default_factory=dict)
