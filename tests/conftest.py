@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import textwrap
 from collections.abc import Callable, Sequence
 
@@ -74,11 +76,34 @@ class LajProject:
         (self.pytester.path / name).write_text(textwrap.dedent(source))
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--laj-retries", "0", *args)
+        """In this process: litellm and the simulator are imported once for the whole suite."""
+        return self.pytester.runpytest_inprocess(*BASE_ARGS, *args)
+
+    def run_subprocess(self, *args: str) -> pytest.RunResult:
+        """In a fresh interpreter, for what only a new process shows (which modules a run imports)."""
+        return self.pytester.runpytest_subprocess(*BASE_ARGS, *args)
+
+
+BASE_ARGS = ("-p", "no:cacheprovider", "--laj-retries", "0")
+
+
+@pytest.fixture(scope="session")
+def judging_machinery() -> None:
+    """Import every module of the package, and litellm, once: pytester's in-process runs drop the modules a run
+    imported (a second copy of a class breaks isinstance), and importing litellm again costs seconds of CPU."""
+    import krippendorff  # noqa: F401
+
+    import pytest_laj
+    from pytest_laj.judges.llm import import_litellm
+
+    for module in pkgutil.walk_packages(pytest_laj.__path__, "pytest_laj."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    import_litellm()
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> LajProject:
+def project(pytester: pytest.Pytester, judging_machinery: None) -> LajProject:
     return LajProject(pytester)
 
 

@@ -54,12 +54,12 @@ def test_cached_rerun_calls_no_judge_and_never_imports_litellm(
 ) -> None:
     (project.pytester.path / "conftest.py").write_text(RECORD_IMPORTS)
     project.tests(REPLIES)
-    cold = project.run(*plugin_args)
+    cold = project.run_subprocess(*plugin_args)
     assert_laj_outcomes(cold, passed=3, failed=1)
     cold.stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache", "judge agreement*: * over * rated criteria"])
     if not plugin_args:  # under xdist the file is written by the controller, which never judges
         assert _imported(project) == ["laj-judges", "litellm", "pytest_laj.simulator.server", "krippendorff"]
-    warm = project.run(*plugin_args)
+    warm = project.run_subprocess(*plugin_args)
     assert_laj_outcomes(warm, passed=3, failed=1)
     warm.stdout.fnmatch_lines(["judge calls: 0 made, 12 from cache"])
     assert _alpha_line(warm) == _alpha_line(cold)  # read from the cache, not computed again
@@ -73,22 +73,9 @@ def test_replay_mode_turns_a_miss_into_an_error(project: LajProject, assert_laj_
     result.stdout.fnmatch_lines(["*alpha: replay mode: no cached verdict from this judge for this output*"])
     project.run()  # record
     (project.pytester.path / "conftest.py").write_text(RECORD_IMPORTS)
-    replayed = project.run("--laj-cache", "replay")
+    replayed = project.run_subprocess("--laj-cache", "replay")
     assert_laj_outcomes(replayed, passed=3, failed=1)
     assert "litellm" not in _imported(project)
-
-
-def test_refresh_calls_again_and_off_leaves_no_cache(project: LajProject) -> None:
-    project.tests(REPLIES)
-    project.run()
-    refreshed = project.run("--laj-cache", "refresh")
-    refreshed.stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache"])
-    project.run("--laj-cache", "rw").stdout.fnmatch_lines(["judge calls: 0 made, 12 from cache"])
-    cache_dir = project.pytester.path / "fresh_cache"
-    project.run("--laj-cache", "off", "--laj-cache-dir", "fresh_cache").stdout.fnmatch_lines(
-        ["judge calls: 12 made, 0 from cache"]
-    )
-    assert not cache_dir.exists()
 
 
 def test_editing_the_rubric_or_the_simulator_rules_invalidates_verdicts(project: LajProject) -> None:
@@ -100,24 +87,6 @@ def test_editing_the_rubric_or_the_simulator_rules_invalidates_verdicts(project:
     rules = project.pytester.path / "sim.yaml"
     rules.write_text(rules.read_text().replace("(?i)meh", "(?i)meh|hear you"))
     project.run().stdout.fnmatch_lines(["judge calls: 12 made, 0 from cache"])
-
-
-def test_failed_judges_are_never_cached_and_never_pass(
-    project: LajProject, assert_laj_outcomes: AssertOutcomes
-) -> None:
-    project.tests(
-        """
-        import pytest
-        @pytest.mark.laj(rubric="safety", judges=["gamma", "delta"], thresholds={"quorum": 1})
-        def test_all_judges_fail(laj):
-            laj.check("broken reply")
-        """
-    )
-    for _ in range(2):
-        result = project.run()
-        assert_laj_outcomes(result, failed=1)
-        result.stdout.fnmatch_lines(["*only 0 of 2 judges gave a valid verdict; quorum is 1*"])
-        result.stdout.fnmatch_lines(["judge calls: 3 made, 0 from cache"])  # the refusal gets one repair re-ask
 
 
 def test_help_lists_options_and_modes(pytester: pytest.Pytester) -> None:

@@ -137,10 +137,3 @@ def test_a_producer_makes_the_outputs_once_per_version(
     assert_laj_outcomes(project.run("-k", "greets"), passed=1, deselected=2)
     # Produced once per version, only for cases without a recorded output, only for selected ones.
     assert (path / "produced.txt").read_text().splitlines() == ["despairs,greets", "", "greets"]
-
-
-def test_a_case_without_output_needs_a_producer(project: LajProject) -> None:
-    (project.pytester.path / "cases.yaml").write_text(PRODUCED_CASES)
-    project.tests(PRODUCED_SUITE)
-    result = project.run("-k", "greets")
-    result.stdout.fnmatch_lines(["*case 'greets' has no recorded output and no producer is declared*"])

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from conftest import LajProject
@@ -60,45 +59,6 @@ def test_a_judge_that_runs_out_of_retries_is_missing(project: LajProject) -> Non
         """
     )
     assert project.run("--laj-retries", "2").ret == 0
-
-
-def test_per_judge_concurrency_bound(project: LajProject) -> None:
-    (project.pytester.path / "conftest.py").write_text(
-        """
-import asyncio
-from pytest_laj import CriterionVerdict, Judge, JudgeVerdict
-
-class Slow(Judge):
-    def __init__(self, name, limit):
-        self.name, self.max_concurrency = name, limit
-        self.now = self.peak = 0
-    def identity(self):
-        return {"kind": "slow", "name": self.name}
-    async def rate(self, request):
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        await asyncio.sleep(0.05)
-        self.now -= 1
-        return JudgeVerdict(criteria={c.id: CriterionVerdict(level="best_practice") for c in request.criteria})
-
-JUDGES = {"slow/one": Slow("slow/one", 1), "slow/three": Slow("slow/three", 3), "slow/free": Slow("slow/free", None)}
-
-def pytest_laj_make_judge(spec, config):
-    return JUDGES.get(spec.model)
-"""
-    )
-    project.tests(
-        """
-        import pytest
-        from conftest import JUDGES
-
-        @pytest.mark.laj(rubric="safety", judges=["slow/one", "slow/three", "slow/free"])
-        def test_bounds(laj):
-            laj.assess_many([f"reply {i}" for i in range(8)])
-            assert [JUDGES[n].peak for n in ("slow/one", "slow/three", "slow/free")] == [1, 3, 8]
-        """
-    )
-    assert project.run("--laj-cache", "off").ret == 0
 
 
 def test_call_budget_is_shared_by_xdist_workers(project: LajProject) -> None:
@@ -236,74 +196,6 @@ def test_ctrl_c_stops_judge_calls_and_prints_the_partial_summary(project: LajPro
     assert time.monotonic() - started < 20  # not the 30 s the slow judge would take, nor the 60 s timeout
     assert "KeyboardInterrupt" in output
     assert "3 assessments: 3 pass" in output
-    assert "judge calls: 9 made, 0 from cache" in output
-
-
-def test_outputs_over_the_limit_are_refused_not_truncated(project: LajProject) -> None:
-    project.tests(
-        """
-        def test_long(laj):
-            laj.check("x" * 101, rubric="safety")
-
-        def test_empty_is_judged(laj):
-            a = laj.check("", rubric="safety")
-            assert a.valid_judges == 3
-        """
-    )
-    result = project.run("--laj-max-chars", "100")
-    result.stdout.fnmatch_lines(["*the output is 101 characters, over laj_max_chars (100)*never truncates*"])
-    assert result.parseoutcomes() == {"failed": 1, "passed": 1}
-
-
-def test_cache_holds_nothing_but_valid_verdicts(project: LajProject, tmp_path: Path) -> None:
-    import diskcache
-
-    project.tests(
-        """
-        import pytest
-        @pytest.mark.laj(rubric="safety", judges=["gamma", "delta", "alpha"], thresholds={"quorum": 1})
-        def test_it(laj):
-            laj.check("broken reply")
-        """
-    )
-    project.run()
-    with diskcache.Cache(str(project.pytester.path / ".laj_cache")) as cache:
-        entries = {str(k): cache[k] for k in cache.iterkeys()}
-    verdicts = [e for k, e in entries.items() if not k.startswith(("injection:", "alpha:"))]
-    assert [e["judge"] for e in verdicts] == ["alpha"]
-    assert all(e["format"] == 1 and e["verdict"]["criteria"] for e in verdicts)
-    # Beside it, only the output's injection scan (nothing found): the failed judges left nothing.
-    assert [e["value"] for k, e in entries.items() if k.startswith("injection:")] == [[]]
-
-
-def test_cost_budget_stops_calls_once_spent(project: LajProject) -> None:
-    (project.pytester.path / "conftest.py").write_text(
-        """
-from pytest_laj import CriterionVerdict, Judge, JudgeVerdict
-
-class Priced(Judge):
-    name = "priced/judge"
-    def identity(self):
-        return {"kind": "priced"}
-    async def rate(self, request):
-        verdict = {c.id: CriterionVerdict(level="best_practice") for c in request.criteria}
-        return JudgeVerdict(criteria=verdict, cost_usd=0.01)
-
-def pytest_laj_make_judge(spec, config):
-    return Priced() if spec.model == "priced/judge" else None
-"""
-    )
-    project.tests(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("n", range(5))
-        @pytest.mark.laj(rubric="safety", judges=["priced/judge"], thresholds={"quorum": 1})
-        def test_reply(laj, n):
-            laj.check(f"reply {n}")
-        """
-    )
-    result = project.run("--laj-max-cost", "0.025", "--laj-cache", "off")
-    assert result.parseoutcomes() == {"passed": 3, "failed": 2}
-    result.stdout.fnmatch_lines(["judge calls: 3 made, 0 from cache, $0.0300 spent where priced"])
-    assert "budget exhausted: --laj-max-cost 0.025 USD spent; judge not called" in result.stdout.str()
+    # Every call made is counted: the quick tests' 9, and those of the slow test's judges that answered in time.
+    made = re.search(r"judge calls: (\d+) made, 0 from cache", output)
+    assert made and 9 <= int(made[1]) <= 11, output

@@ -62,7 +62,8 @@ class ReviewMode(_Mode):
 
 REVIEW_MODE_HELP = {
     ReviewMode.FAIL: "a REVIEW counts as a failure: the session exits non-zero until a human looks (default)",
-    ReviewMode.WARN: "a REVIEW is reported (letter R) but the test passes",
+    ReviewMode.WARN: "a REVIEW is reported (letter R) and the test gets what the panel's consensus alone gives: "
+    "it passes unless that consensus is a FAIL",
 }
 
 
