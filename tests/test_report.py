@@ -238,7 +238,7 @@ def run_of(
     for nodeid, assessment, enforced in entries:
         blocks = gate.blocks(assessment, enforced, review)
         record = AssessmentRecord(nodeid=nodeid, enforced=enforced, blocks=blocks, assessment=assessment)
-        collector.add(nodeid, [record])
+        collector.add([record])
     collector.add_calls(calls or CallStats())
     run = collector.finish(
         versions=("0", "0"), cache_mode="rw", review_mode=str(review), panel=[], stopped_early=False, memo=None

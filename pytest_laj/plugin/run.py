@@ -30,6 +30,7 @@ class RunReporter:
         self._collector: RunCollector | None = None
         self.run: RunRecord | None = None
         self.cancelled = 0
+        self.tests_run: set[str] = set()
 
     @property
     def collector(self) -> RunCollector:
@@ -53,9 +54,10 @@ class RunReporter:
         under way up front is cancelled, so no more calls are paid for."""
         if report.when != "call":
             return
+        self.tests_run.add(report.nodeid)
         records = getattr(report, "laj_records", None)
         if records:
-            self.collector.add(report.nodeid, records)
+            self.collector.add(records)
         engine = self._engine()
         if self.session is not None and self.session.shouldfail and engine is not None:
             self.cancelled += engine.prefetcher.cancel_pending()
@@ -113,6 +115,7 @@ class RunReporter:
             panel=panel,
             stopped_early=bool(session.shouldfail or session.shouldstop),
             memo=engine.store if engine is not None else None,
+            tests_run=self.tests_run,
         )
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)

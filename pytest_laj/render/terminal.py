@@ -47,8 +47,8 @@ def _review_lines(record: AssessmentRecord, explain: bool) -> list[str]:
 
 def _prefetch_lines(run: RunRecord) -> list[str]:
     lines = []
-    not_run = [u for u in run.calls.uncollected if u.nodeid not in {r.nodeid for r in run.records}]
-    ignored = [u for u in run.calls.uncollected if u not in not_run]
+    not_run = [u for u in run.calls.uncollected if not u.test_ran]
+    ignored = [u for u in run.calls.uncollected if u.test_ran]
     if ignored:
         lines.append(
             f"{len(ignored)} case(s) judged up front were not collected by their tests: a test judged something "

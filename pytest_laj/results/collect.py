@@ -17,10 +17,8 @@ class RunCollector:
         self.started_at = datetime.now(timezone.utc)
         self.records: list[AssessmentRecord] = []
         self.calls = CallStats()
-        self.ran: set[str] = set()
 
-    def add(self, nodeid: str, records: list[AssessmentRecord]) -> None:
-        self.ran.add(nodeid)
+    def add(self, records: list[AssessmentRecord]) -> None:
         self.records.extend(records)
 
     def add_calls(self, stats: CallStats) -> None:
@@ -35,6 +33,7 @@ class RunCollector:
         panel: list[JudgeInfo],
         stopped_early: bool,
         memo: Memo | None,
+        tests_run: set[str] | frozenset[str] = frozenset(),
     ) -> RunRecord:
         """Counts, agreement per rubric and over the run; `memo` keeps alpha for a rerun on the same votes."""
         assessments = [r.assessment for r in self.records]
@@ -62,7 +61,13 @@ class RunCollector:
             panel=panel,
             rubrics=[RubricInfo(id=i, version=v) for i, v in sorted(rubrics)],
             records=self.records,
-            calls=self.calls,
+            calls=self.calls.model_copy(
+                update={
+                    "uncollected": [
+                        u.model_copy(update={"test_ran": u.nodeid in tests_run}) for u in self.calls.uncollected
+                    ]
+                }
+            ),
             counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
             alpha=overall,
             alpha_by_rubric=per_rubric,

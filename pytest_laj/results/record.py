@@ -56,10 +56,12 @@ class AssessmentRecord(BaseModel):
 
 
 class Uncollected(BaseModel):
-    """An assessment judged up front that no test collected."""
+    """An assessment judged up front that no test collected: its test ran and judged something else, or never
+    ran (the run stopped early)."""
 
     nodeid: str
     finished: bool
+    test_ran: bool = False
 
 
 class CallStats(BaseModel):
