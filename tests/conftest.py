@@ -34,11 +34,13 @@ judges:
       - {match: "(?i)do it", levels: {boundaries: high_harm}}
       - {match: "(?i)maybe", levels: {boundaries: high_harm}}
       - {match: "(?i)meh", levels: {"*": suboptimal}}
+      - {match: "(?i)risky", levels: {boundaries: high_harm}}
   beta:
     default: best_practice
     rules:
       - {match: "(?i)do it", levels: {boundaries: high_harm}}
       - {match: "(?i)meh", levels: {"*": suboptimal}}
+      - {match: "(?i)risky", levels: {boundaries: high_harm}}
   gamma:
     default: best_practice
     rules:
@@ -59,6 +61,20 @@ laj_judges =
     alpha
     beta
     gamma
+"""
+
+
+# A test per case of a cases.yaml written beside it, judged up front.
+CASES_SUITE = """
+    from pathlib import Path
+    import pytest
+    from pytest_laj import cases
+
+    pytestmark = pytest.mark.laj(rubric="safety")
+
+    @pytest.mark.parametrize("case", cases(Path(__file__).parent / "cases.yaml"))
+    def test_case(laj, case):
+        laj.check(case.output, input=case.input, context=case.context)
 """
 
 

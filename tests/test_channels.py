@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 import pytest
-from conftest import LajProject
+from conftest import CASES_SUITE, LajProject
 
 AssertOutcomes = Callable[..., None]
 
@@ -161,25 +161,6 @@ def test_blocking_review_in_short_summary_and_tb_styles(project: LajProject) -> 
     assert "score 15" not in out and 'evidence: "do it"' not in out, out
 
 
-RISKY_RULES = """\
-judges:
-  alpha:
-    default: best_practice
-    rules:
-      - {match: "(?i)do it", levels: {boundaries: high_harm}}
-      - {match: "(?i)maybe", levels: {boundaries: high_harm}}
-      - {match: "(?i)risky", levels: {boundaries: high_harm}}
-  beta:
-    default: best_practice
-    rules:
-      - {match: "(?i)do it", levels: {boundaries: high_harm}}
-      - {match: "(?i)risky", levels: {boundaries: high_harm}}
-  gamma:
-    default: best_practice
-    rules:
-      - {match: "(?i)do it", levels: {boundaries: high_harm}}
-"""
-
 WARN_REPLIES = """
     import pytest
     pytestmark = pytest.mark.laj(rubric="safety")
@@ -197,7 +178,6 @@ def test_warn_mode_lets_through_only_reviews_without_a_critical_consensus(
 ) -> None:
     """Under --laj-review warn a review passes unless the panel's consensus is critical; both count as
     `review`, and a passing review is listed in the short summary like a pass (-rA, -rp), not by default."""
-    (project.pytester.path / "sim.yaml").write_text(RISKY_RULES)
     project.tests(WARN_REPLIES)
 
     alone = run(project, "--laj-review", "warn", "-k", "ambiguous")
@@ -287,24 +267,12 @@ cases:
   - {id: good-4, output: "You matter, and help is there for you."}
 """
 
-SUITE = """
-    from pathlib import Path
-    import pytest
-    from pytest_laj import cases
-
-    pytestmark = pytest.mark.laj(rubric="safety")
-
-    @pytest.mark.parametrize("case", cases(Path(__file__).parent / "cases.yaml"))
-    def test_case(laj, case):
-        laj.check(case.output, input=case.input, context=case.context)
-"""
-
 
 def test_stopping_early_is_not_reported_as_uncollected_cases(
     project: LajProject, assert_laj_outcomes: AssertOutcomes
 ) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
-    project.tests(SUITE)
+    project.tests(CASES_SUITE)
     result = run(project, "-x", "-p", "no:randomly")
     assert_laj_outcomes(result, failed=1)
     assert result.ret == 1
@@ -347,7 +315,7 @@ def test_collect_only_and_fixtures_judge_nothing(project: LajProject, assert_laj
     path = project.pytester.path
     (path / "cases.yaml").write_text(CASES)
     (path / "conftest.py").write_text(COUNTING_JUDGES)
-    project.tests(SUITE)
+    project.tests(CASES_SUITE)
     log = path / "judge_calls.txt"
 
     for listing in ("--co", "--fixtures"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import LajProject
+from conftest import CASES_SUITE, LajProject
 
 AssertOutcomes = Callable[..., None]
 
@@ -17,22 +17,10 @@ cases:
   - {id: good-3, output: "Thank you for telling me."}
 """
 
-SUITE = """
-    from pathlib import Path
-    import pytest
-    from pytest_laj import cases
-
-    pytestmark = pytest.mark.laj(rubric="safety")
-
-    @pytest.mark.parametrize("case", cases(Path(__file__).parent / "cases.yaml"))
-    def test_case(laj, case):
-        laj.check(case.output, input=case.input, context=case.context)
-"""
-
 
 def test_selected_cases_are_judged_up_front_once(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
-    project.tests(SUITE)
+    project.tests(CASES_SUITE)
     result = project.run("--laj-cache", "off")
     result.stdout.fnmatch_lines(["pytest-laj: judging 5 selected case(s) up front, 16 calls at a time"])
     assert_laj_outcomes(result, passed=3, failed=1, review=1)
@@ -41,7 +29,7 @@ def test_selected_cases_are_judged_up_front_once(project: LajProject, assert_laj
 
 def test_only_the_selected_cases_are_judged(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
-    project.tests(SUITE)
+    project.tests(CASES_SUITE)
     result = project.run("--laj-cache", "off", "-k", "good-1 or bad")
     result.stdout.fnmatch_lines(["pytest-laj: judging 2 selected case(s) up front*"])
     assert_laj_outcomes(result, passed=1, failed=1, deselected=3)
@@ -50,7 +38,7 @@ def test_only_the_selected_cases_are_judged(project: LajProject, assert_laj_outc
 
 def test_prefetch_off_and_xdist_judge_as_tests_go(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
-    project.tests(SUITE)
+    project.tests(CASES_SUITE)
     for args in (["--laj-prefetch", "off"], ["-n", "2"]):
         result = project.run("--laj-cache", "off", *args)
         assert "judging" not in result.stdout.str()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from pytest_laj.core.models import JudgeResult
+from pytest_laj.core.models import JudgeResult, JudgeVerdict
 from pytest_laj.judges.base import Judge
 from pytest_laj.judges.panel import Panel
 from pytest_laj.judges.protocol import JudgeRequest, verdict_problem
@@ -60,8 +60,8 @@ class Rater:
             return None
         results = []
         for judge in panel.judges:
-            verdict = self.store.verdict(self.key(judge, request))
-            if verdict is None or verdict_problem(verdict, request) is not None:
+            verdict = self._stored(self.key(judge, request), request)
+            if verdict is None:
                 return None
             results.append(JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True))
         self.counts.add(cache_hits=len(results))
@@ -70,11 +70,15 @@ class Rater:
     async def rate(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult]:
         return list(await asyncio.gather(*(self._rate_one(panel, judge, request) for judge in panel.judges)))
 
-    def _hit(self, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult | None:
-        """A cached verdict that answers the request; an incomplete one (written by an older version, or edited
+    def _stored(self, key: str, request: JudgeRequest) -> JudgeVerdict | None:
+        """A stored verdict that answers the request; an incomplete one (written by an older version, or edited
         on disk) is a miss, and the judge is asked again."""
         verdict = self.store.verdict(key)
-        if verdict is None or verdict_problem(verdict, request) is not None:
+        return verdict if verdict is not None and verdict_problem(verdict, request) is None else None
+
+    def _hit(self, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult | None:
+        verdict = self._stored(key, request)
+        if verdict is None:
             return None
         self.counts.add(cache_hits=1)
         return JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True)

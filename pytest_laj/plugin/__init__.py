@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_laj.core.modes import CacheMode, PrefetchMode
-from pytest_laj.engine.settings import Settings
 from pytest_laj.errors import UsageError
 from pytest_laj.plugin import hookspec, outcome
 from pytest_laj.plugin.options import add_options, settings_from_config
-from pytest_laj.plugin.run import RunReporter, reviews_section, summary_section
+from pytest_laj.plugin.run import ENGINE, SETTINGS, RunReporter, reviews_section, summary_section
 
 if TYPE_CHECKING:
     from pytest_laj.engine.session import Engine
     from pytest_laj.plugin.fixture import Laj
 
-SETTINGS = pytest.StashKey[Settings]()
-ENGINE = pytest.StashKey["Engine"]()
 PREFETCHED = pytest.StashKey[int]()
 
 MARKER = (

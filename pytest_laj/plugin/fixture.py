@@ -29,19 +29,16 @@ __all__ = ["Laj"]
 _PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
-def _call_site(root: Path) -> tuple[str | None, int | None]:
-    """The file and line in the test that called pytest-laj: the first frame outside this package."""
+def _call_site(root: str) -> tuple[str | None, int | None]:
+    """The file and line in the test that called pytest-laj: the first frame outside this package. Plain
+    string work: it runs for every assessment."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     if frame is None:
         return None, None
-    path = Path(frame.f_code.co_filename)
-    try:
-        shown = path.relative_to(root).as_posix()
-    except ValueError:
-        shown = str(path)
-    return shown, frame.f_lineno
+    path = frame.f_code.co_filename
+    return (path[len(root) :].replace(os.sep, "/") if path.startswith(root) else path), frame.f_lineno
 
 
 def _case_of(item: pytest.Item) -> Case | None:
@@ -56,6 +53,7 @@ class Laj:
     def __init__(self, engine: Engine, item: pytest.Item) -> None:
         self._engine = engine
         self._item = item
+        self._root = str(item.config.rootpath) + os.sep
         with _usage_errors():
             self._defaults = marker_settings(item)
 
@@ -70,7 +68,7 @@ class Laj:
 
     def _record(self, assessment: Assessment, enforced: bool, case: Case | None = None) -> AssessmentRecord:
         item = self._item
-        file, line = _call_site(item.config.rootpath)
+        file, line = _call_site(self._root)
         case = case or _case_of(item)
         record = AssessmentRecord(
             nodeid=item.nodeid,
@@ -94,6 +92,22 @@ class Laj:
             raise outcome.failure(record, self._item.config.option.tbstyle)
         return record.assessment
 
+    def _judged(
+        self,
+        output: Any,
+        input: str | None,
+        context: Mapping[str, Any] | None,
+        rubric: str | Path | Rubric | None,
+        *,
+        enforced: bool,
+        case: Case | None = None,
+    ) -> AssessmentRecord:
+        with _usage_errors():
+            if case is not None:
+                output = self._engine.produce(case)
+            assessment = self._engine.assess(self._spec(output, input, context, rubric))
+        return self._record(assessment, enforced, case)
+
     def assess(
         self,
         output: str,
@@ -103,9 +117,7 @@ class Laj:
         rubric: str | Path | Rubric | None = None,
     ) -> Assessment:
         """Judge one output and return the Assessment, whatever its outcome; nothing is enforced."""
-        with _usage_errors():
-            assessment = self._engine.assess(self._spec(output, input, context, rubric))
-        return self._record(assessment, enforced=False).assessment
+        return self._judged(output, input, context, rubric, enforced=False).assessment
 
     def check(
         self,
@@ -117,24 +129,22 @@ class Laj:
     ) -> Assessment:
         """Judge one output; a FAIL, an ERROR or a blocking REVIEW fails the test here."""
         __tracebackhide__ = True
-        with _usage_errors():
-            assessment = self._engine.assess(self._spec(output, input, context, rubric))
-        return self._enforce(self._record(assessment, enforced=True))
+        return self._enforce(self._judged(output, input, context, rubric, enforced=True))
 
     def assess_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
         """Judge a case: its recorded output, or what the declared producer makes of its input."""
-        with _usage_errors():
-            spec = self._spec(self._engine.produce(case), case.input, case.context, rubric)
-            assessment = self._engine.assess(spec)
-        return self._record(assessment, enforced=False, case=case).assessment
+        return self._judged(None, case.input, case.context, rubric, enforced=False, case=case).assessment
 
     def check_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
         """`check` for a case."""
         __tracebackhide__ = True
+        return self._enforce(self._judged(None, case.input, case.context, rubric, enforced=True, case=case))
+
+    async def _ajudged(
+        self, output: Any, input: str | None, context: Mapping[str, Any] | None, rubric: str | Path | Rubric | None
+    ) -> Assessment:
         with _usage_errors():
-            spec = self._spec(self._engine.produce(case), case.input, case.context, rubric)
-            assessment = self._engine.assess(spec)
-        return self._enforce(self._record(assessment, enforced=True, case=case))
+            return await self._engine.aassess(self._spec(output, input, context, rubric))
 
     async def aassess(
         self,
@@ -144,8 +154,7 @@ class Laj:
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
     ) -> Assessment:
-        with _usage_errors():
-            assessment = await self._engine.aassess(self._spec(output, input, context, rubric))
+        assessment = await self._ajudged(output, input, context, rubric)
         return self._record(assessment, enforced=False).assessment
 
     async def acheck(
@@ -157,8 +166,7 @@ class Laj:
         rubric: str | Path | Rubric | None = None,
     ) -> Assessment:
         __tracebackhide__ = True
-        with _usage_errors():
-            assessment = await self._engine.aassess(self._spec(output, input, context, rubric))
+        assessment = await self._ajudged(output, input, context, rubric)
         return self._enforce(self._record(assessment, enforced=True))
 
     def assess_many(
@@ -171,19 +179,19 @@ class Laj:
         """Judge many outputs concurrently. Each entry is an output string or a mapping with `output` and
         optionally `input` and `context` (merged over the shared `context`); nothing is enforced."""
         specs = []
-        for entry in outputs:
-            if isinstance(entry, Mapping):
-                unknown = set(entry) - {"output", "input", "context"}
-                if unknown or "output" not in entry:
-                    raise UsageError(
-                        "assess_many entries need 'output' and may have 'input' and 'context'; "
-                        f"got keys {sorted(entry)}"
-                    )
-                merged = {**(context or {}), **entry.get("context", {})}
-                specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))
-            else:
-                specs.append(self._spec(entry, None, context, rubric))
         with _usage_errors():
+            for entry in outputs:
+                if isinstance(entry, Mapping):
+                    unknown = set(entry) - {"output", "input", "context"}
+                    if unknown or "output" not in entry:
+                        raise UsageError(
+                            "assess_many entries need 'output' and may have 'input' and 'context'; "
+                            f"got keys {sorted(entry)}"
+                        )
+                    merged = {**(context or {}), **entry.get("context", {})}
+                    specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))
+                else:
+                    specs.append(self._spec(entry, None, context, rubric))
             assessments = self._engine.assess_many(specs)
         return [self._record(a, enforced=False).assessment for a in assessments]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_laj.engine.settings import Settings
 from pytest_laj.plugin import outcome
 
 if TYPE_CHECKING:
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
     from pytest_laj.results.collect import RunCollector
     from pytest_laj.results.record import CallStats, RunRecord
 
-__all__ = ["RunReporter"]
+__all__ = ["ENGINE", "SETTINGS", "RunReporter", "reviews_section", "summary_section"]
+
+SETTINGS = pytest.StashKey[Settings]()
+ENGINE = pytest.StashKey["Engine"]()
 
 WORKER_CALLS = "laj_calls"
 
@@ -41,8 +45,6 @@ class RunReporter:
         return self._collector
 
     def _engine(self) -> Engine | None:
-        from pytest_laj.plugin import ENGINE
-
         return self.config.stash.get(ENGINE, None)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -100,7 +102,6 @@ class RunReporter:
 
     def _finish(self, session: pytest.Session) -> RunRecord:
         import pytest_laj
-        from pytest_laj.plugin import SETTINGS
         from pytest_laj.results.record import JudgeInfo
 
         settings = self.config.stash[SETTINGS]
