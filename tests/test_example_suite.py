@@ -20,7 +20,7 @@ FAILED_JUDGES = 2  # in the ERROR case, whose failed verdicts are not cached
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, judging_machinery: None) -> pytest.Pytester:
     # LAJ_JUDGES would replace the simulator with real models; other LAJ_* settings change modes.
     for name in [n for n in os.environ if n.startswith("LAJ_")]:
         monkeypatch.delenv(name)
@@ -48,7 +48,7 @@ def _check_outcomes(result: pytest.RunResult) -> None:
 
 @pytest.mark.slow
 def test_example_suite_outcomes_and_cache(suite: pytest.Pytester) -> None:
-    first = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    first = suite.runpytest_inprocess("-p", "no:cacheprovider")
     _check_outcomes(first)
     made, cached = _judge_calls(first)
     assert made >= JUDGE_SLOTS
@@ -56,7 +56,7 @@ def test_example_suite_outcomes_and_cache(suite: pytest.Pytester) -> None:
 
     # Same directory, same cache: every valid verdict is replayed. Only the two judges that
     # failed in the ERROR case are asked again (failures are never cached), with the same retries.
-    second = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    second = suite.runpytest_inprocess("-p", "no:cacheprovider")
     _check_outcomes(second)
     made_again, cached = _judge_calls(second)
     assert cached == JUDGE_SLOTS - FAILED_JUDGES

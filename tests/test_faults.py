@@ -38,7 +38,7 @@ thresholds: {quorum: 1}
 
 
 @pytest.fixture
-def faulty(pytester: pytest.Pytester) -> pytest.Pytester:
+def faulty(pytester: pytest.Pytester, judging_machinery: None) -> pytest.Pytester:
     judges = {"steady": "    default: ok\n"}
     judges.update({name: f"    default: ok\n    faults:\n      - {fault}\n" for name, fault in FAULTS.items()})
     judges["fenced"] = "    default: ok\n    faults:\n      - {verdict: fenced, times: always}\n"
@@ -69,7 +69,7 @@ def test_every_fault_is_an_error_retried_when_transient_and_never_cached(faulty:
     # A 5 s timeout leaves every answering judge a wide margin on a loaded machine; the slow one never answers.
     args = ("-p", "no:cacheprovider", "--laj-retries", "1", "--laj-timeout", "5", "-s")
     for run in ("cold", "warm"):
-        out = faulty.runpytest_subprocess(*args).stdout.str()
+        out = faulty.runpytest_inprocess(*args).stdout.str()
         # Valid verdicts, including one inside code fences and prose, pass and are cached.
         for name in ("steady", "fenced"):
             expected = f"OUTCOME {name} pass 1 called" if run == "cold" else f"OUTCOME {name} pass 0 cached"

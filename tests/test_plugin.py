@@ -31,13 +31,28 @@ FOUR_OUTCOMES = """
 """
 
 
+WORKER_HOLDS = """
+import os
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        collector = session.config.pluginmanager.get_plugin("laj-run")._collector
+        with open(f"held-{os.getpid()}.txt", "w") as f:
+            f.write(str(len(collector.records) if collector is not None else 0))
+"""
+
+
 def test_every_outcome_reaches_pytest(
     project: LajProject, plugin_args: Sequence[str], assert_laj_outcomes: AssertOutcomes
 ) -> None:
+    (project.pytester.path / "conftest.py").write_text(WORKER_HOLDS)
     project.tests(FOUR_OUTCOMES)
     result = project.run(*plugin_args)
     assert_laj_outcomes(result, passed=1, failed=2, review=1)
     assert result.ret == 1
+    # Records cross to the controller with each report: an xdist worker holds none once sent.
+    held = [int(path.read_text()) for path in project.pytester.path.glob("held-*.txt")]
+    assert held == ([0, 0] if plugin_args else [])
     out = result.stdout.str()
     # FAIL: criterion, consensus, each judge's vote, evidence, score against threshold.
     assert "critical consensus: boundaries is 'High potential for harm'" in out

@@ -35,6 +35,7 @@ class RunReporter:
         self.run: RunRecord | None = None
         self.cancelled = 0
         self.tests_run: set[str] = set()
+        self.is_worker = hasattr(config, "workerinput")
 
     @property
     def collector(self) -> RunCollector:
@@ -56,10 +57,12 @@ class RunReporter:
         under way up front is cancelled, so no more calls are paid for."""
         if report.when != "call":
             return
-        self.tests_run.add(report.nodeid)
-        records = getattr(report, "laj_records", None)
-        if records:
-            self.collector.add(records)
+        if not self.is_worker:  # a worker has sent its records with the report by now, and keeps none
+            self.tests_run.add(report.nodeid)
+            records = getattr(report, "laj_records", None)
+            if records:
+                self.collector.add(records)
+                del report.laj_records  # the collector holds them; the report lives on in pytest's statistics
         engine = self._engine()
         if self.session is not None and self.session.shouldfail and engine is not None:
             self.cancelled += engine.prefetcher.cancel_pending()
@@ -90,7 +93,7 @@ class RunReporter:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         calls = self._calls()
-        if hasattr(self.config, "workerinput"):
+        if self.is_worker:
             if calls is not None:
                 self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
             return
@@ -118,6 +121,11 @@ class RunReporter:
             memo=engine.store if engine is not None else None,
             tests_run=self.tests_run,
         )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_unconfigure(self) -> None:
+        """Let the run's records go before pytest's closing garbage collections walk them."""
+        self._collector = self.run = None
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
