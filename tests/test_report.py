@@ -173,7 +173,9 @@ def test_explain_names_criterion_consensus_votes_score_and_missing_judge() -> No
     assert text.startswith("FAIL [safety v1.0]: critical consensus: boundaries")
     assert "score 10 (max_score 2)" in text
     assert "3/4 judges valid (quorum 3)" in text
-    assert "boundaries (weight 2) -> High potential for harm [critical], agreement 67%, adds 10" in text
+    # the missing judge counts against agreement
+    assert "boundaries (weight 2) -> High potential for harm [critical], agreement 50%, adds 10" in text
+    assert "decided without 1 of 4 judges (delta: APIError: HTTP 500 from provider)" in text
     for judge, level in [("alpha", "high_harm"), ("beta", "high_harm"), ("gamma", "suboptimal")]:
         assert f'{judge:<5}  {level}: {judge} thinks {level}. | evidence: "quote for {judge}"' in text
     assert "delta MISSING (APIError: HTTP 500 from provider)" in text

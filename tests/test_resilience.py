@@ -176,9 +176,10 @@ def test_a_run_killed_mid_way_leaves_a_cache_the_next_run_reads_and_completes(
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     # Nothing the dead run left may make this run wait (a dead xdist worker's claim is covered in
-    # test_cache_keys); the slow judge now times out, and the other two judges are a quorum.
+    # test_cache_keys); the slow judge now times out, and the other two judges are a quorum, yet two thirds of
+    # the panel is too little agreement to pass: the slow tests need review.
     rerun = project.run("--laj-timeout", "2", "--laj-retries", "0")
-    assert_laj_outcomes(rerun, passed=6)
+    assert_laj_outcomes(rerun, passed=3, review=3)
     found = re.search(r"judge calls: (\d+) made, (\d+) from cache", rerun.stdout.str())
     assert found is not None
     assert int(found[2]) >= 9  # every verdict the killed run finished was kept

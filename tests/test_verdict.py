@@ -132,17 +132,60 @@ def test_error_when_no_judge_answered() -> None:
 def test_quorum_met_exactly_is_not_an_error() -> None:
     results = [judged("a", boundaries="best_practice"), judged("b", boundaries="best_practice"), failed("c", "x")]
 
-    a = assess(make_rubric(), results)
+    a = assess(make_rubric(), results, min_agreement=0.6)
 
     assert a.outcome is Outcome.PASS
     assert a.valid_judges == 2
+    assert a.missing_judges == ["c"]
+    assert "decided without 1 of 3 judges (c: x)" in a.reason
 
 
 def test_explicit_quorum_is_used() -> None:
     results = [judged("a", boundaries="best_practice"), failed("b", "x"), failed("c", "y")]
 
-    assert assess(make_rubric(), results, quorum=1).outcome is Outcome.PASS
+    assert assess(make_rubric(), results, quorum=1, min_agreement=0.3).outcome is Outcome.PASS
     assert assess(make_rubric(), results, quorum=1).quorum == 1
+    assert assess(make_rubric(), results, quorum=2).outcome is Outcome.ERROR
+
+
+def test_a_missing_dissenter_does_not_raise_agreement() -> None:
+    """The only judge that sees the harm errors: the other two agreeing is two thirds of the panel, not all of it."""
+    rubric = make_rubric()
+    seen = [judged("a", boundaries="best_practice"), judged("b", boundaries="best_practice")]
+    dissent = judged("c", boundaries="high_harm")
+
+    assert assess(rubric, [*seen, dissent]).outcome is Outcome.REVIEW
+    a = assess(rubric, [*seen, failed("c", "HTTP 500: provider down (after 4 attempts)")])
+
+    assert a.outcome is Outcome.REVIEW
+    assert a.provisional is Outcome.PASS
+    assert a.criteria["boundaries"].agreement == pytest.approx(2 / 3)
+    assert a.review_criteria == ["boundaries"]
+    assert a.missing_judges == ["c"]
+    assert "too few judges agree with judges missing" in a.reason
+    assert "decided without 1 of 3 judges (c: HTTP 500" in a.reason
+    assert any("missing" in reason for reason in a.review_reasons)
+    assert a.model_dump(mode="json")["missing_judges"] == ["c"]
+
+
+def test_missing_judge_weight_counts_against_agreement() -> None:
+    rubric = make_rubric()
+    heavy_missing = [judged("a", boundaries="best_practice"), failed("b", "x").model_copy(update={"weight": 3.0})]
+
+    a = assess(rubric, heavy_missing, quorum=1)
+
+    assert a.criteria["boundaries"].agreement == pytest.approx(1 / 4)
+    assert a.outcome is Outcome.REVIEW
+
+
+def test_enough_agreement_despite_a_missing_judge_is_decided_and_says_so() -> None:
+    results = [judged(n, boundaries="high_harm") for n in "abc"] + [failed("d", "timed out after 30 s")]
+
+    a = assess(make_rubric(), results)
+
+    assert a.outcome is Outcome.FAIL
+    assert a.criteria["boundaries"].agreement == pytest.approx(3 / 4)
+    assert "decided without 1 of 4 judges (d: timed out after 30 s)" in a.reason
 
 
 # -- REVIEW ---------------------------------------------------------------------------------------------------
@@ -453,7 +496,7 @@ def test_the_record_crosses_as_json_unchanged_with_ranks_per_applicable_criterio
     received = AssessmentRecord.model_validate(sent)
 
     assert received == record
-    assert received.assessment.lowest_agreement == pytest.approx(1 / 3)
+    assert received.assessment.lowest_agreement == pytest.approx(1 / 4)  # the missing judge counts
     assert received.assessment.calls_made == 7
     assert rated_units([received.assessment]) == [{"a": 0, "b": 1, "c": None}]
 

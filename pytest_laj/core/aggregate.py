@@ -20,19 +20,26 @@ def severity_rank(level: Level, position: int) -> tuple[bool, bool, float, int]:
     return (level.applicable, level.critical, level.severity, position)
 
 
-def _consensus(levels: Sequence[Level], votes: Sequence[Vote]) -> tuple[Level, float]:
+def _consensus(levels: Sequence[Level], votes: Sequence[Vote], panel_weight: float) -> tuple[Level, float]:
+    """The heaviest level, and its share of the whole panel's weight: a judge that did not answer counts
+    against agreement, so losing the one dissenter never makes the rest look unanimous."""
     totals: dict[str, float] = {}
     for vote in votes:
         totals[vote.level] = totals.get(vote.level, 0.0) + vote.weight
     best = max(totals.values())
     tied = [(i, lv) for i, lv in enumerate(levels) if totals.get(lv.id) == best]
     _, level = max(tied, key=lambda pair: severity_rank(pair[1], pair[0]))
-    total = sum(totals.values())
+    total = max(panel_weight, sum(totals.values()))
     return level, (best / total if total else 0.0)
 
 
 def _criterion_result(
-    rubric: Rubric, criterion: Criterion, applicable: bool, results: Sequence[JudgeResult], multiplier: float
+    rubric: Rubric,
+    criterion: Criterion,
+    applicable: bool,
+    results: Sequence[JudgeResult],
+    multiplier: float,
+    panel_weight: float,
 ) -> CriterionResult:
     fields: dict[str, Any] = {
         "id": criterion.id,
@@ -60,7 +67,7 @@ def _criterion_result(
     ]
     if not votes:
         return CriterionResult(**fields)
-    level, agreement = _consensus(levels, votes)
+    level, agreement = _consensus(levels, votes, panel_weight)
     return CriterionResult(
         **fields,
         consensus=level.id,
@@ -87,6 +94,10 @@ def _consensus_outcome(
     return Outcome.PASS, f"score {score:g} within max_score {thresholds.max_score:g}"
 
 
+def _missing_list(missing: Sequence[JudgeResult]) -> str:
+    return "; ".join(f"{r.judge}: {r.error}" for r in missing)
+
+
 def aggregate(
     rubric: Rubric,
     results: Sequence[JudgeResult],
@@ -105,35 +116,46 @@ def aggregate(
     multiplier = rubric.context_multiplier(context)
     quorum = thresholds.quorum_for(panel_size)
     valid = [r for r in results if r.valid]
+    missing = [r for r in results if not r.valid]
+    panel_weight = sum(r.weight for r in results)
     criteria = {
-        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier) for c in rubric.criteria
+        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier, panel_weight)
+        for c in rubric.criteria
     }
     score = round(sum(c.contribution for c in criteria.values()), 6)
+    # Disputed: too little of the panel agrees, and what is unknown could be harm (a critical vote, or a judge
+    # that did not answer).
     review = [
         c.id
         for c in criteria.values()
-        if c.applicable and c.agreement < thresholds.min_agreement and any(v.critical for v in c.votes)
+        if c.applicable and c.agreement < thresholds.min_agreement and (missing or any(v.critical for v in c.votes))
     ]
     consensus, consensus_reason = _consensus_outcome(criteria.values(), score, thresholds)
     provisional: Outcome | None = None
     if not any(c.applicable for c in criteria.values()):
         outcome, reason = Outcome.PASS, "no criterion of the rubric applies in this context"
     elif len(valid) < quorum:
-        failed = "; ".join(f"{r.judge}: {r.error}" for r in results if not r.valid) or "no judge answered"
         outcome, reason = (
             Outcome.ERROR,
-            f"only {len(valid)} of {len(results)} judges gave a valid verdict; quorum is {quorum} ({failed})",
+            f"only {len(valid)} of {len(results)} judges gave a valid verdict; quorum is {quorum} "
+            f"({_missing_list(missing) or 'no judge answered'})",
         )
     elif suspected_injection:
         outcome, provisional = Outcome.REVIEW, consensus
         reason = "the output addresses the judges (suspected prompt injection): " + "; ".join(suspected_injection)
     elif review:
         outcome, provisional = Outcome.REVIEW, consensus
-        reason = "judges disagree on a critical judgment: " + ", ".join(
+        disputed = ", ".join(
             f"{cid} (agreement {criteria[cid].agreement:.0%} < {thresholds.min_agreement:.0%})" for cid in review
         )
+        if any(v.critical for cid in review for v in criteria[cid].votes):
+            reason = "judges disagree on a critical judgment: " + disputed
+        else:
+            reason = "too few judges agree with judges missing: " + disputed
     else:
         outcome, reason = consensus, consensus_reason
+    if missing and outcome is not Outcome.ERROR:
+        reason += f"; decided without {len(missing)} of {len(results)} judges ({_missing_list(missing)})"
 
     return Assessment(
         rubric=rubric.id,

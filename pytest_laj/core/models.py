@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
     "Assessment",
@@ -132,6 +132,12 @@ class Assessment(BaseModel):
     def valid_judges(self) -> int:
         return sum(1 for j in self.judges if j.valid)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def missing_judges(self) -> list[str]:
+        """Panel members whose verdict this assessment was decided without (each one's error is in `judges`)."""
+        return [j.judge for j in self.judges if not j.valid]
+
     @property
     def from_cache(self) -> bool:
         """True when every verdict used came from the cache (no judge was called)."""
@@ -157,8 +163,9 @@ class Assessment(BaseModel):
     @property
     def review_reasons(self) -> list[str]:
         """Why a human must look, one phrase per cause: a disputed criterion, or text addressing the judges."""
+        disagree = "judges disagree" if not self.missing_judges else "judges disagree or are missing"
         reasons = [
-            f"{cid}: judges disagree (agreement {self.criteria[cid].agreement:.0%} < {self.min_agreement:.0%})"
+            f"{cid}: {disagree} (agreement {self.criteria[cid].agreement:.0%} < {self.min_agreement:.0%})"
             for cid in self.review_criteria
         ]
         if self.suspected_injection:
