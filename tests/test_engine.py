@@ -441,6 +441,29 @@ def test_when_every_judge_fails_the_outcome_is_error_run_after_run(engine: Engin
     assert engine.rater.counts.calls == 6  # per run: beta once, gamma twice (one repair re-ask)
 
 
+def test_samples_of_one_model_at_one_setting_keep_their_own_verdicts(
+    make_engine: MakeEngine, fakes: FakeJudges
+) -> None:
+    samples = [f"openai/m temperature=0.8 name={name}" for name in ("s1", "s2", "s3")]
+    fakes.behaviours["s2"] = answering("high_harm")
+    uncached = make_engine(samples, cache_mode=CacheMode.OFF).assess(spec(REPLY))
+
+    cold, warm = (make_engine(samples).assess(spec(REPLY)) for _ in range(2))
+
+    for assessment in (uncached, cold, warm):
+        assert [levels(j)["boundaries"] for j in assessment.judges] == ["best_practice", "high_harm", "best_practice"]
+        assert assessment.outcome is Outcome.REVIEW
+    assert [j.cached for j in warm.judges] == [True, True, True]
+    assert len(fakes.outputs("s1")) + len(fakes.outputs("s2")) + len(fakes.outputs("s3")) == 6  # uncached, cold
+
+
+def test_two_panel_members_with_one_name_are_a_usage_error(make_engine: MakeEngine) -> None:
+    engine = make_engine(["openai/m temperature=0.8", "openai/m temperature=0.8"])
+
+    with pytest.raises(UsageError, match=r"two panel members are named 'openai/m'; give each its own name"):
+        engine.assess(spec(REPLY))
+
+
 # -- budgets ------------------------------------------------------------------------------------------------------
 
 

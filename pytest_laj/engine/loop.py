@@ -13,6 +13,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from pytest_laj.engine.astlock import serialize_ast_parse
+
 __all__ = ["EventLoopThread"]
 
 T = TypeVar("T")
@@ -29,6 +31,7 @@ class EventLoopThread:
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
+                serialize_ast_parse()  # this thread formats tracebacks while pytest parses source
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name="laj-judges", daemon=True)
                 thread.start()

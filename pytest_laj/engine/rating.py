@@ -11,6 +11,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_laj.core.models import JudgeResult, JudgeVerdict
 from pytest_laj.judges.base import Judge
@@ -47,11 +48,25 @@ class Rater:
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @staticmethod
-    def key(judge: Judge, request: JudgeRequest) -> str:
+    def key(judge: Judge, request: JudgeRequest, sample: int = 0) -> str:
+        """`sample` numbers panel members alike in everything that changes a verdict (three samples of one model
+        at one temperature): each keeps its own verdict, not one answer read three times."""
         criteria = [c.id for c in request.criteria]
+        member = judge.identity() if sample == 0 else {"judge": judge.identity(), "sample": sample}
         return verdict_key(
-            judge.identity(), request.rubric.fingerprint(), criteria, request.output, request.input, request.context
+            member, request.rubric.fingerprint(), criteria, request.output, request.input, request.context
         )
+
+    @classmethod
+    def keys(cls, panel: Panel, request: JudgeRequest) -> list[str]:
+        """Each member's key, numbering repeats of one identity in panel order."""
+        seen: list[dict[str, Any]] = []
+        keys = []
+        for judge in panel.judges:
+            identity = judge.identity()
+            keys.append(cls.key(judge, request, seen.count(identity)))
+            seen.append(identity)
+        return keys
 
     def cached(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult] | None:
         """Every judge's verdict from the store, or None at the first one missing: an output judged before needs
@@ -59,8 +74,8 @@ class Rater:
         if not self.store.reads:
             return None
         results = []
-        for judge in panel.judges:
-            verdict = self._stored(self.key(judge, request), request)
+        for judge, key in zip(panel.judges, self.keys(panel, request), strict=True):
+            verdict = self._stored(key, request)
             if verdict is None:
                 return None
             results.append(JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True))
@@ -68,7 +83,8 @@ class Rater:
         return results
 
     async def rate(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult]:
-        return list(await asyncio.gather(*(self._rate_one(panel, judge, request) for judge in panel.judges)))
+        members = zip(panel.judges, self.keys(panel, request), strict=True)
+        return list(await asyncio.gather(*(self._rate_one(panel, judge, key, request) for judge, key in members)))
 
     def _stored(self, key: str, request: JudgeRequest) -> JudgeVerdict | None:
         """A stored verdict that answers the request; an incomplete one (written by an older version, or edited
@@ -83,8 +99,7 @@ class Rater:
         self.counts.add(cache_hits=1)
         return JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True)
 
-    async def _rate_one(self, panel: Panel, judge: Judge, request: JudgeRequest) -> JudgeResult:
-        key = self.key(judge, request)
+    async def _rate_one(self, panel: Panel, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult:
         if (hit := self._hit(judge, key, request)) is not None:
             return hit
         if not self.store.calls_judges:

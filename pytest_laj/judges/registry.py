@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,17 @@ def _panel_key(spec: JudgeSpec) -> str:
     return spec.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _check_names(panel: Sequence[Judge], source: str) -> None:
+    """Each member's verdicts are kept and reported under its name, so two members may not share one."""
+    counts = Counter(judge.name for judge in panel)
+    shared = sorted(name for name, count in counts.items() if count > 1)
+    if shared:
+        raise UsageError(
+            f"{source}: two panel members are named {shared[0]!r}; give each its own name (e.g. "
+            f"'{shared[0]} name=sample1', '{shared[0]} name=sample2') so each keeps its own verdicts"
+        )
+
+
 class JudgeRegistry:
     """Panels of judges by the marker's `judges=` (none: the configured panel), each built once."""
 
@@ -56,8 +68,10 @@ class JudgeRegistry:
         key = tuple(_panel_key(spec) for spec in specs)
         with self._lock:
             if key not in self._panels:
-                self._panels[key] = [self._build(spec) for spec in self._chosen(specs)]
-                remember_secrets(secret for judge in self._panels[key] for secret in judge.secrets())
+                panel = [self._build(spec) for spec in self._chosen(specs)]
+                remember_secrets(secret for judge in panel for secret in judge.secrets())
+                _check_names(panel, "laj marker judges" if specs else "the configured judges")
+                self._panels[key] = panel
             return self._panels[key]
 
     def _chosen(self, specs: list[JudgeSpec]) -> list[JudgeSpec]:
