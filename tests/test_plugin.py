@@ -293,9 +293,24 @@ def test_async_and_batch_apis(project: LajProject, assert_laj_outcomes: AssertOu
             results = laj.assess_many(["fine", {"output": "do it", "context": {"risk": "imminent"}}, "maybe"])
             assert [a.outcome for a in results] == ["pass", "fail", "review"]
             assert results[1].score == 15
+
+        def test_batch_shares_assess_keywords_as_defaults(laj):
+            results = laj.assess_many(
+                ["fine", {"output": "do it", "input": "own question", "context": {"risk": "none"}}],
+                input="dose?",
+                context={"risk": "imminent"},
+                rubric="safety",
+            )
+            assert [a.input for a in results] == ["dose?", "own question"]
+            assert [a.context["risk"] for a in results] == ["imminent", "none"]
+            assert [a.outcome for a in results] == ["pass", "fail"]
+
+        def test_batch_entry_with_an_unknown_key(laj):
+            with pytest.raises(pytest.fail.Exception, match="assess_many entry 1: needs 'output'.*outptu"):
+                laj.assess_many(["fine", {"outptu": "typo"}])
         """
     )
-    assert_laj_outcomes(project.run("-p", "anyio"), passed=2)
+    assert_laj_outcomes(project.run("-p", "anyio"), passed=4)
 
 
 def test_hooks_custom_judge_and_observers(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:

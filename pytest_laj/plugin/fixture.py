@@ -27,6 +27,7 @@ from pytest_laj.results.record import AssessmentRecord
 __all__ = ["Laj"]
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
+_BATCH_ENTRY_KEYS = frozenset({"output", "input", "context", "rubric"})
 
 
 def _call_site(root: str) -> tuple[str | None, int | None]:
@@ -173,25 +174,29 @@ class Laj:
         self,
         outputs: Iterable[str | Mapping[str, Any]],
         *,
+        input: str | None = None,
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
     ) -> list[Assessment]:
-        """Judge many outputs concurrently. Each entry is an output string or a mapping with `output` and
-        optionally `input` and `context` (merged over the shared `context`); nothing is enforced."""
+        """Judge many outputs concurrently; nothing is enforced. The keywords are `assess`'s, as defaults for
+        every entry. An entry is an output string or a mapping with `output` and any of `input`, `context`
+        (merged over the shared one) and `rubric`, which override them."""
         specs = []
         with _usage_errors():
-            for entry in outputs:
-                if isinstance(entry, Mapping):
-                    unknown = set(entry) - {"output", "input", "context"}
-                    if unknown or "output" not in entry:
-                        raise UsageError(
-                            "assess_many entries need 'output' and may have 'input' and 'context'; "
-                            f"got keys {sorted(entry)}"
-                        )
-                    merged = {**(context or {}), **entry.get("context", {})}
-                    specs.append(self._spec(entry["output"], entry.get("input"), merged, rubric))
-                else:
-                    specs.append(self._spec(entry, None, context, rubric))
+            for index, entry in enumerate(outputs):
+                if not isinstance(entry, Mapping):
+                    specs.append(self._spec(entry, input, context, rubric))
+                    continue
+                unknown = sorted(set(entry) - _BATCH_ENTRY_KEYS)
+                if unknown or "output" not in entry:
+                    raise UsageError(
+                        f"assess_many entry {index}: needs 'output' and may have 'input', 'context' and 'rubric'; "
+                        f"got keys {sorted(map(str, entry))}"
+                    )
+                merged = {**(context or {}), **entry.get("context", {})}
+                specs.append(
+                    self._spec(entry["output"], entry.get("input", input), merged, entry.get("rubric", rubric))
+                )
             assessments = self._engine.assess_many(specs)
         return [self._record(a, enforced=False).assessment for a in assessments]
 
