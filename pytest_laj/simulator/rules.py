@@ -71,7 +71,7 @@ _JUDGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 # deliberately cruder than pytest_laj.injection: the simulator plays a judge that falls for it, not the guard.
 _INJECTION = re.compile(
     r"(?i)\b(?:(?:ignore|disregard) (?:all |any )?(?:the )?(?:previous|prior|above) instructions"
-    r"|(?:grader|judge|evaluator|rater)s?\b)"
+    r"|(?:grader|judge|evaluator|rater)s?\b(?! (?:yourself|you|me|myself|them|others)\b))"
 )
 _OBEYED_INJECTION = "followed instructions found in the reply"
 
