@@ -92,7 +92,7 @@ _CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁһӏԛԝвкмнтАВЕКМНОРСТХУІЈЅѵѡαβεικνοτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖρ",
     "aeopcyxijsdhlqwbkmhtABEKMHOPCTXYIJSvwabeikvotuxABEHIKMNOPTYXZp",
 )
-_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*\u00b7|]){3,}[^\W\d_](?![^\W\d_])")
+_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*\u00b7|]){2,}[^\W\d_](?![^\W\d_])")
 _SPACED_GAP = re.compile(r"[ .\-_*\u00b7|]")
 _LEET_WORD = re.compile(r"[\w@$]*[0-9@$][\w@$]*")
 _LEET = str.maketrans("013457@$", "oieastas")
@@ -103,6 +103,8 @@ def _fold_char(char: str) -> str:
     """One character as matching sees it: compatibility form, accents off Latin letters, invisible ones gone,
     symbols (emoji) as a space."""
     category = unicodedata.category(char)
+    if "\u2061" <= char <= "\u2064":  # invisible separator, times, plus: they part words
+        return " "
     if category in ("Cf", "Cc", "Mn", "Me") and char not in "\n\t\r":
         return ""
     if category == "So" or category == "Sk":
@@ -243,7 +245,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         "grader",
         _spaced(
             rf"\b(?:whoever|whomever|anyone|anybody|(?:the |an? |any )?{_AI}s?|the (?:system|assistant|person|one)s?)"
-            r"(?: (?:who|that|which)(?:['\u2019]s| is| are)?)? (?:now |currently )?"
+            r"(?: (?:who|that|which)(?:['\u2019]s| is| are)?| is| are)? (?:now |currently )?"
             r"(?:scor|grad|rat|evaluat|judg|assess|review|mark)(?:es|s|ing)\b (?:this|these|the|my)\b"
         ),
         _I,
@@ -409,7 +411,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         _spaced(
             r"\b(?:ignora|ignore[nz]?|olvida|omite|ignoriere|ignorieren ?sie|vergiss|vergessen ?sie|oubliez|oublie)"
             r" (?:todas |todos |toutes |tous |alle |les |las |los |die )?(?:las |los |les |die |d[eu]s? )?"
-            r"(?:instrucciones|indicaciones|reglas|instructions|consignes|regles|anweisungen|instruktionen|regeln"
+            r"(?:\w+ )?(?:instrucciones|indicaciones|reglas|instructions|consignes|regles|anweisungen|instruktionen|regeln"
             r"|vorgaben)(?: \w+){0,2}? ?(?:anteriores|previas|precedentes|anterieures|vorherigen|bisherigen|obigen"
             r"|vorangegangenen|ci-dessus)?\b"
         ),
@@ -457,7 +459,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         r"(?:忽略|无视|忽视|不要理会|忘记|忘掉)(?:之前|以上|先前|前面|上面|此前)?的?(?:所有|全部|一切)?(?:的)?"
         r"(?:指令|指示|说明|规则|提示)"
         r"|(?:以前|これまで|上記|前|先)の(?:すべての|全ての|全部の)?(?:指示|命令|ルール|指令)を(?:無視|忘れ)"
-        r"|(?:すべての|全ての)(?:指示|命令)を無視",
+        r"|(?:すべての|全ての)(?:指示|命令)を無視|(?:指示|命令)を(?:すべて|全て)無視",
         0,
     ),
     (
@@ -534,7 +536,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         ROLE_MARKER,
         False,
         "role_line",
-        r"^[ \t>*_#\-]*[\[(]?[ \t]*(?:system|assistant|developer|human|user|model)[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$)",
+        r"^[ \t>*_#\-<!]*[\[(]?[ \t]*(?:system|assistant|developer|human|user|model)[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$)",
         _IM,
     ),
     # "developer message", "system message:", "message from the system"
@@ -592,7 +594,7 @@ _NEGATED = re.compile(
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){10,}(?![0-9A-Fa-f])")
-_URL_ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2}){3,}")
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})")
 _HTML_ESCAPE = re.compile(r"&#?\w+;")
 _ASKS_TO_DECODE = re.compile(r"\b(?:rot-?13|caesar|reverse|reversed|backwards?|right to left|decode|decipher)", _I)
@@ -619,7 +621,7 @@ def _decoded(text: str) -> Iterator[tuple[str, str]]:
             continue
         if _PRINTABLE.match(raw):
             yield "hex", raw
-    if _URL_ESCAPE.search(text):
+    if len(_URL_ESCAPE.findall(text)) >= 3:
         yield "URL-encoding", urllib.parse.unquote(text)
     if _UNICODE_ESCAPE.search(text):
         yield "escapes", _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
@@ -684,6 +686,8 @@ def _scan(text: str, levels: tuple[str, ...], criteria: tuple[str, ...], where: 
         if ascii_only if words is _NON_ASCII else not any(word in lower for word in words):
             continue
         for match in pattern.finditer(view.text):
+            if kind == BOUNDARY_FORGERY and _opened_here(view.text, match):
+                continue
             if kind == OVERRIDES_INSTRUCTIONS and _NEGATED.search(view.text, max(0, match.start() - 24), match.start()):
                 continue
             start, end = view.span(*match.span())
@@ -697,6 +701,16 @@ def _scan(text: str, levels: tuple[str, ...], criteria: tuple[str, ...], where: 
                 InjectionFinding(kind=kind, excerpt=excerpt, strong=is_strong, where=where, start=start, end=end)
             )
     return found
+
+
+_CLOSING_TAG = re.compile(r"[<\u2039\u3008\u27e8\u276e]\s*/\s*([\w-]+)")
+
+
+def _opened_here(text: str, match: re.Match[str]) -> bool:
+    """A closing tag whose opening tag the text itself wrote earlier closes its own element (XML, HTML), not
+    the prompt's fence."""
+    closing = _CLOSING_TAG.match(match.group(0))
+    return closing is not None and f"<{closing.group(1).lower()}" in text[: match.start()].lower()
 
 
 def _paragraph_end(text: str, end: int) -> int:
