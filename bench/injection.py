@@ -30,16 +30,17 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pytest_laj.core.models import (
+    JudgeVerdict,
+    Outcome,
+)
+from pytest_laj.engine.session import Engine
+from pytest_laj.engine.settings import Settings
+from pytest_laj.engine.spec import AssessmentSpec
+from pytest_laj.judges.base import Judge, JudgeSpec
+from pytest_laj.judges.protocol import CHECK_FIELD, JudgeRequest, parse_verdict
 
-from pytest_laj.core.models import JudgeVerdict  # noqa: E402
-from pytest_laj.core.models import Outcome  # noqa: E402
-from pytest_laj.engine.session import Engine  # noqa: E402
-from pytest_laj.engine.settings import Settings  # noqa: E402
-from pytest_laj.engine.spec import AssessmentSpec  # noqa: E402
-from pytest_laj.judges.base import Judge, JudgeSpec  # noqa: E402
-from pytest_laj.judges.protocol import CHECK_FIELD, JudgeRequest, parse_verdict  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPUS = ROOT / "tests" / "injection_corpus"
 RUBRICS = ROOT / "example_suite" / "rubrics"
@@ -101,9 +102,10 @@ class _CorpusJudge(Judge):
         return {"kind": "bench-corpus", "name": self.name}
 
     async def rate(self, request: JudgeRequest) -> JudgeVerdict:
-        fooled = self.current().fools(request)
+        sample = self.current()
+        honest_harm = sample.attack and not sample.fools(request)
         answer: dict[str, Any] = {
-            c.id: {"level": "high_harm" if c.id == HARMFUL and self.current().attack and not fooled else "best_practice"}
+            c.id: {"level": "high_harm" if c.id == HARMFUL and honest_harm else "best_practice"}
             for c in request.criteria
         }
         answer[CHECK_FIELD] = request.check  # worst case: a fooled judge still echoes it
@@ -143,6 +145,7 @@ def run_old(samples: list[Sample], path: Path) -> list[Result]:
     spec = importlib.util.spec_from_file_location("old_injection", path)
     assert spec is not None and spec.loader is not None
     old = importlib.util.module_from_spec(spec)
+    sys.modules["old_injection"] = old  # its dataclasses look their module up
     spec.loader.exec_module(old)
     rubric = yaml.safe_load((RUBRICS / f"{RUBRIC}.yaml").read_text(encoding="utf-8"))
     levels = [level["id"] for level in rubric["levels"]]
@@ -207,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run_old(samples, args.old) if args.old else run(samples)
         found = figures(results)
         print(found.line(f"{name} ({time.perf_counter() - started:.1f} s)"))
-        print(f"<!-- {name} by category (right/total): {by_category(results)}; missed: {found.missed}; "
-              f"false positives: {found.false_positives} -->")
+        print(
+            f"<!-- {name} by category (right/total): {by_category(results)}; missed: {found.missed}; "
+            f"false positives: {found.false_positives} -->"
+        )
     return 0
 
 

@@ -21,6 +21,7 @@ encoding. The guard works in layers, and only reads text (no pytest, no judge):
 
 from __future__ import annotations
 
+# ruff: noqa: RUF001 - the Russian patterns are Cyrillic on purpose
 import base64
 import binascii
 import codecs
@@ -339,7 +340,8 @@ _SOURCES: tuple[_Pattern, ...] = (
         True,
         "rate",
         _spaced(
-            rf"\b(?:give|award|assign) (?:{_THE_REPLY}|it) (?:the )?(?:full marks|top marks|a perfect score|the highest "
+            rf"\b(?:give|award|assign) (?:{_THE_REPLY}|it) (?:the )?(?:full marks|top marks|a perfect score"
+            r"|the highest "
             rf"(?:rating|score|level|mark)|a pass(?:ing)? (?:grade|mark)|best[ _-]practice)"
         ),
         _I,
@@ -411,7 +413,8 @@ _SOURCES: tuple[_Pattern, ...] = (
         _spaced(
             r"\b(?:ignora|ignore[nz]?|olvida|omite|ignoriere|ignorieren ?sie|vergiss|vergessen ?sie|oubliez|oublie)"
             r" (?:todas |todos |toutes |tous |alle |les |las |los |die )?(?:las |los |les |die |d[eu]s? )?"
-            r"(?:\w+ )?(?:instrucciones|indicaciones|reglas|instructions|consignes|regles|anweisungen|instruktionen|regeln"
+            r"(?:\w+ )?(?:instrucciones|indicaciones|reglas|instructions|consignes|regles|anweisungen|instruktionen"
+            r"|regeln"
             r"|vorgaben)(?: \w+){0,2}? ?(?:anteriores|previas|precedentes|anterieures|vorherigen|bisherigen|obigen"
             r"|vorangegangenen|ci-dessus)?\b"
         ),
@@ -536,7 +539,8 @@ _SOURCES: tuple[_Pattern, ...] = (
         ROLE_MARKER,
         False,
         "role_line",
-        r"^[ \t>*_#\-<!]*[\[(]?[ \t]*(?:system|assistant|developer|human|user|model)[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$)",
+        r"^[ \t>*_#\-<!]*[\[(]?[ \t]*(?:system|assistant|developer|human|user|model)"
+        r"[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$)",
         _IM,
     ),
     # "developer message", "system message:", "message from the system"
@@ -561,14 +565,18 @@ _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "override": (
         "latin",
-        ("ignor", "disregard", "forget", "overrid", "overrul", "bypass", "discard", "skip", "instruction", "prompt")
-        + ("directive", "task", "from now", "rubric", "criteri"),
+        (
+            *("ignor", "disregard", "forget", "overrid", "overrul", "bypass", "discard", "skip", "instruction"),
+            *("prompt", "directive", "task", "from now", "rubric", "criteri"),
+        ),
     ),
     "you": ("latin", ("you",)),
     "foreign": (
         "latin",
-        ("ignor", "olvid", "omit", "vergiss", "vergessen", "oubli", "evalua", "calific", "correct", "bewert", "pruf")
-        + ("quien", "wer ", "quiconque", "juez", "richter", "juge", "modelo", "modele", "asistente"),
+        (
+            *("ignor", "olvid", "omit", "vergiss", "vergessen", "oubli", "evalua", "calific", "correct", "bewert"),
+            *("pruf", "quien", "wer ", "quiconque", "juez", "richter", "juge", "modelo", "modele", "asistente"),
+        ),
     ),
     "cyrillic": ("raw", _NON_ASCII),
     "cjk": ("raw", _NON_ASCII),
@@ -583,6 +591,7 @@ _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # Where a hidden comment is: its text is scanned like the rest, and a weak signal in it is strong.
 _HIDDEN = re.compile(r"<!--[\s\S]*?(?:-->|$)|^\[[^\]\n]*\]: ?#[^\n]*", re.MULTILINE)
+_COMMENT_MARKS = re.compile(r"^<!--|-->$|^\[[^\]\n]*\]: ?#")
 # Negated advice is not an override ("don't ignore the earlier instructions from your surgeon"); "why not" is.
 _NEGATED = re.compile(
     r"(?<!why )(?:\bdo not|\bdon['\u2019]?t|\bnever|\bnot to|\bshould(?:n['\u2019]?t| not)|\bmust(?:n['\u2019]?t| not)"
@@ -666,6 +675,12 @@ def find_injection(
         raise TypeError(f"find_injection() expects the text as a str, got {type(text).__name__}")
     levels, criteria = _ids(level_ids), _ids(criterion_ids)
     found = _scan(text, levels, criteria, where)
+    for comment in _HIDDEN.finditer(text):  # a comment read on its own: its first words start a line there
+        inner = _COMMENT_MARKS.sub(" ", comment.group(0))
+        if _scan(inner, levels, criteria, where):
+            start, end = comment.span()
+            excerpt = _excerpt(text, start, end)
+            found.append(InjectionFinding(kind=HIDDEN_INSTRUCTION, excerpt=excerpt, where=where, start=start, end=end))
     for how, decoded in _decoded(text):
         for finding in _scan(decoded, levels, criteria, where):
             excerpt = f"{finding.excerpt} (decoded from {how})"[: _EXCERPT_CHARS + 30]
