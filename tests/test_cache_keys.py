@@ -67,7 +67,7 @@ def test_key_is_deterministic_hex() -> None:
 
 def test_key_changes_with_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
     before = key()
-    monkeypatch.setattr(pytest_laj.store.keys, "PROMPT_VERSION", "2")
+    monkeypatch.setattr(pytest_laj.store.keys, "PROMPT_VERSION", PROMPT_VERSION + "-next")
 
     assert key() != before
 

@@ -1,6 +1,8 @@
 """The engine of a run: check a call, read its verdicts from the store or have the panel rate it, aggregate.
 
-It knows nothing of pytest; the plugin turns what it returns into test outcomes and records.
+A text with only weak injection signals is judged a second time with their spans cut out (off the path when
+there are none); the signals send it to REVIEW only if that moves the verdict. It knows nothing of pytest; the
+plugin turns what it returns into test outcomes and records.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import replace
 
 from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.case import Case
-from pytest_laj.core.models import Assessment, JudgeResult
+from pytest_laj.core.models import Assessment, JudgeResult, Outcome
 from pytest_laj.core.rubric import RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.prefetch import Prefetcher, finished
@@ -64,7 +66,35 @@ class Engine:
             return []
         return await self.rater.rate(prepared.panel, prepared.request)
 
-    def _aggregate(self, prepared: Prepared, results: Sequence[JudgeResult]) -> Assessment:
+    def _second_opinion(self, prepared: Prepared) -> Prepared | None:
+        """The request with its weak injection spans cut out, when only weak ones were found; else None."""
+        found = scan(prepared.request, self.store)
+        return replace(prepared, request=found.without_weak(prepared.request)) if found.needs_second_opinion else None
+
+    def _judge(self, prepared: Prepared) -> list[JudgeResult]:
+        cached = self._cached(prepared)
+        return cached if cached is not None else self.loop.run(self._rate(prepared))
+
+    def _judged(self, prepared: Prepared | None) -> list[JudgeResult] | None:
+        return None if prepared is None else self._judge(prepared)
+
+    def _aggregate(
+        self, prepared: Prepared, results: Sequence[JudgeResult], second: Sequence[JudgeResult] | None = None
+    ) -> Assessment:
+        """The assessment, with the injection scan's verdict: strong findings go to REVIEW; weak ones only when
+        the panel's verdict without them (`second`) differs."""
+        found = scan(prepared.request, self.store)
+        if not found.needs_second_opinion or second is None:
+            return self._assessment(prepared, results, found.described())
+        plain = self._assessment(prepared, results, [])
+        without = self._assessment(prepared, second, [])
+        before, after = _verdict(plain), _verdict(without)
+        if before == after:
+            return plain
+        moved = f"the verdict without it differs ({_describe(after)} instead of {_describe(before)})"
+        return self._assessment(prepared, results, [*found.described(), moved])
+
+    def _assessment(self, prepared: Prepared, results: Sequence[JudgeResult], suspected: list[str]) -> Assessment:
         request = prepared.request
         return aggregate(
             prepared.rubric,
@@ -74,7 +104,7 @@ class Engine:
             context=request.context,
             thresholds=prepared.thresholds,
             panel_size=len(prepared.panel.judges),
-            suspected_injection=scan(request, self.store),
+            suspected_injection=suspected,
             identity=assessment_identity(prepared.rubric.fingerprint(), request.input, request.context, request.output),
         )
 
@@ -82,31 +112,42 @@ class Engine:
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken
-            return self._aggregate(prepared, future.result())
+            return self._aggregate(prepared, future.result(), self._judged(self._second_opinion(prepared)))
         prepared = self.prepare(spec)
-        results = self._cached(prepared)
-        return self._aggregate(prepared, self.loop.run(self._rate(prepared)) if results is None else results)
+        return self._aggregate(prepared, self._judge(prepared), self._judged(self._second_opinion(prepared)))
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken
             results: list[JudgeResult] = await self.loop.wait(future)
-            return self._aggregate(prepared, results)
-        prepared = self.prepare(spec)
+        else:
+            prepared = self.prepare(spec)
+            results = await self._ajudged(prepared)
+        second = self._second_opinion(prepared)
+        return self._aggregate(prepared, results, None if second is None else await self._ajudged(second))
+
+    async def _ajudged(self, prepared: Prepared) -> list[JudgeResult]:
         cached = self._cached(prepared)
-        return self._aggregate(prepared, await self.loop.run_async(self._rate(prepared)) if cached is None else cached)
+        return await self.loop.run_async(self._rate(prepared)) if cached is None else cached
 
     def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:
         prepared = [self.prepare(s) for s in specs]
-        found = [self._cached(p) for p in prepared]
-        missing = [p for p, results in zip(prepared, found, strict=True) if results is None]
+        seconds = [self._second_opinion(p) for p in prepared]
+        batch = prepared + [s for s in seconds if s is not None]  # every judging at once, second opinions too
+        found = [self._cached(p) for p in batch]
+        missing = [p for p, results in zip(batch, found, strict=True) if results is None]
 
         async def rate_missing() -> list[list[JudgeResult]]:
             return list(await asyncio.gather(*(self._rate(p) for p in missing)))
 
         rated = iter(self.loop.run(rate_missing()) if missing else [])
-        return [self._aggregate(p, next(rated) if r is None else r) for p, r in zip(prepared, found, strict=True)]
+        judged = iter([next(rated) if r is None else r for r in found])
+        results = [next(judged) for _ in prepared]
+        return [
+            self._aggregate(p, r, None if s is None else next(judged))
+            for p, r, s in zip(prepared, results, seconds, strict=True)
+        ]
 
     # -- judging up front -----------------------------------------------------------------------------------
 
@@ -149,3 +190,14 @@ class Engine:
         self.loop.close()
         self.cache.close()
         self.judges.close()
+
+
+def _verdict(assessment: Assessment) -> tuple[Outcome, dict[str, str | None]]:
+    """What a second opinion is compared on: the consensus outcome and each criterion's consensus level."""
+    outcome = assessment.provisional or assessment.outcome
+    return outcome, {cid: c.consensus for cid, c in assessment.criteria.items()}
+
+
+def _describe(verdict: tuple[Outcome, dict[str, str | None]]) -> str:
+    outcome, levels = verdict
+    return f"{outcome.value}: " + ", ".join(f"{cid}={level}" for cid, level in levels.items())

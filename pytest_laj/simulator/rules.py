@@ -71,7 +71,7 @@ _JUDGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 # deliberately cruder than pytest_laj.injection: the simulator plays a judge that falls for it, not the guard.
 _INJECTION = re.compile(
     r"(?i)\b(?:(?:ignore|disregard) (?:all |any )?(?:the )?(?:previous|prior|above) instructions"
-    r"|(?:grader|judge|evaluator|rater)s?\b)"
+    r"|(?:grader|judge|evaluator|rater)s?\b(?! (?:yourself|you|me|myself|them|others)\b))"
 )
 _OBEYED_INJECTION = "followed instructions found in the reply"
 
@@ -308,7 +308,7 @@ class JudgeScript(_Strict):
         A judge with `obey_injection` does what an output addressed to the grader tells it instead: it ignores
         its rules and gives every criterion its first (best) allowed level, quoting the text it obeyed.
         """
-        if self.obey_injection and (injection := _INJECTION.search(case.output)) is not None:
+        if (injection := self.obeys(case)) is not None:
             return {
                 criterion: Rating(allowed[0] if allowed else "", _OBEYED_INJECTION, injection.group(0))
                 for criterion, allowed in criteria.items()
@@ -323,6 +323,10 @@ class JudgeScript(_Strict):
                 if level is not None:
                     chosen[criterion] = Rating(level, rule.describe(number), evidence)
         return {criterion: self._allowed(rating, criteria[criterion]) for criterion, rating in chosen.items()}
+
+    def obeys(self, case: JudgedCase) -> re.Match[str] | None:
+        """What in the output this judge takes for instructions to it, if it obeys such things."""
+        return _INJECTION.search(case.output) if self.obey_injection else None
 
     def _default_rating(self) -> Rating:
         if self.default is None:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,9 @@ _NO_MODEL = "(no model)"
 _POLL_SECONDS = 0.05  # how soon serve_forever notices stop(); tests start and stop many servers
 _BLOCK_KINDS = ("input", "output", "context")
 _OPENING_TAG = re.compile(r"<untrusted-(input|output|context)-([0-9a-f]{8,})>")
+# What a well-behaved judge reads in the system prompt: the datamark prefixed to every word of the user's message
+# and the reply, and the check code to echo under a string property of the schema.
+_DATAMARK = re.compile(r'prefixed with the marker "(\S)"')
 
 
 class InvalidRequest(Exception):
@@ -54,6 +57,7 @@ class ChatRequest:
     criteria: dict[str, tuple[str, ...]]
     case: JudgedCase
     prompt_chars: int
+    echo: Mapping[str, str] = field(default_factory=dict)
 
 
 def judge_name_of(model: str) -> str:
@@ -88,8 +92,9 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
     prompt_chars = sum(len(text) for _, text in texts)
     if rules.judges[judge_name].answer is not None:
         return ChatRequest(model, judge_name, criteria={}, case=JudgedCase(user_texts[-1]), prompt_chars=prompt_chars)
-    criteria = _requested_criteria(payload.get("response_format"))
-    blocks = _case_blocks(user_texts)
+    criteria, echo_fields = _requested_criteria(payload.get("response_format"))
+    system = "\n".join(text for role, text in texts if role == "system")
+    blocks = _unmarked(_case_blocks(user_texts), _DATAMARK.search(system))
     if "output" not in blocks:
         raise InvalidRequest(
             400,
@@ -102,7 +107,25 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
         criteria=criteria,
         case=JudgedCase(blocks["output"], blocks.get("input"), _context_of(blocks.get("context"))),
         prompt_chars=prompt_chars,
+        echo=_echoed(echo_fields, system),
     )
+
+
+def _unmarked(blocks: dict[str, str], mark: re.Match[str] | None) -> dict[str, str]:
+    """The user's message and the reply as written, without the datamark the system prompt announced."""
+    if mark is None:
+        return blocks
+    return {kind: text if kind == "context" else text.replace(mark.group(1), "") for kind, text in blocks.items()}
+
+
+def _echoed(fields: list[str], system: str) -> dict[str, str]:
+    """Each echo field's value, as the system prompt (never the untrusted blocks) gives it."""
+    echo = {}
+    for name in fields:
+        given = re.search(rf'"{re.escape(name)}": "([^"]*)"', system)
+        if given is not None:
+            echo[name] = given.group(1)
+    return echo
 
 
 def _case_blocks(user_texts: list[str]) -> dict[str, str]:
@@ -139,8 +162,9 @@ def _content_text(content: object, index: int) -> str:
     raise InvalidRequest(400, f"messages[{index}].content must be a string or a list of text parts", "invalid_messages")
 
 
-def _requested_criteria(response_format: object) -> dict[str, tuple[str, ...]]:
-    """Criterion id -> allowed level ids, read from the json_schema response format."""
+def _requested_criteria(response_format: object) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Criterion id -> allowed level ids, read from the json_schema response format, and the plain string
+    properties beside them (a known-answer check the judge echoes)."""
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         message = "'response_format' must be {'type': 'json_schema', 'json_schema': {'schema': ...}}"
         raise InvalidRequest(400, message, "missing_json_schema")
@@ -152,13 +176,17 @@ def _requested_criteria(response_format: object) -> dict[str, tuple[str, ...]]:
             "missing_json_schema",
         )
     criteria: dict[str, tuple[str, ...]] = {}
+    echo_fields: list[str] = []
     for criterion, criterion_schema in properties.items():
+        if criterion_schema == {"type": "string"}:
+            echo_fields.append(criterion)
+            continue
         levels = _dig(criterion_schema, "properties", "level", "enum")
         if not isinstance(levels, list) or not levels or not all(isinstance(level, str) for level in levels):
             message = f"schema property {criterion!r} needs properties.level.enum, a non-empty list of levels"
             raise InvalidRequest(400, message, "missing_json_schema")
         criteria[criterion] = tuple(levels)
-    return criteria
+    return criteria, echo_fields
 
 
 def _dig(value: object, *keys: str) -> object:
@@ -327,10 +355,14 @@ def _chat_completion(request: ChatRequest, content: str) -> dict[str, Any]:
     }
 
 
-def verdict_content(ratings: Mapping[str, Rating], fault: VerdictFault | None = None) -> str:
-    """The assistant message content: a JSON verdict, or the bad or odd one a verdict fault asks for."""
-    verdict = {criterion: rating.as_json() for criterion, rating in ratings.items()}
+def verdict_content(
+    ratings: Mapping[str, Rating], fault: VerdictFault | None = None, echo: Mapping[str, str] | None = None
+) -> str:
+    """The assistant message content: a JSON verdict with the check codes echoed, or the bad or odd one a verdict
+    fault asks for."""
+    verdict: dict[str, Any] = {criterion: rating.as_json() for criterion, rating in ratings.items()}
     criteria = list(verdict)
+    verdict.update(echo or {})
     if fault is VerdictFault.UNKNOWN_LEVEL and criteria:
         verdict[criteria[0]] = {**verdict[criteria[0]], "level": "catastrophic"}
     if fault is VerdictFault.MISSING_CRITERION and criteria:
@@ -440,7 +472,9 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         if script.answer is not None:
             content = json_content(script.answer, verdict_fault)
         else:
-            content = verdict_content(script.rate(request.case, request.criteria), verdict_fault)
+            # a judge that obeys the reply drops the check, as hijacked judges tend to
+            echo = {} if script.obeys(request.case) else request.echo
+            content = verdict_content(script.rate(request.case, request.criteria), verdict_fault, echo)
         self._send_json(200, _chat_completion(request, content))
 
     def _send_fault_status(self, fault: Fault, status: int) -> None:
