@@ -140,6 +140,10 @@ def aggregate(
             f"only {len(valid)} of {len(results)} judges gave a valid verdict; quorum is {quorum} "
             f"({_missing_list(missing) or 'no judge answered'})",
         )
+        if suspected_injection:  # hijacked judges tend to answer nothing usable: say what they were shown
+            reason += "; the output addresses the judges (suspected prompt injection): " + "; ".join(
+                suspected_injection
+            )
     elif suspected_injection:
         outcome, provisional = Outcome.REVIEW, consensus
         reason = "the output addresses the judges (suspected prompt injection): " + "; ".join(suspected_injection)
