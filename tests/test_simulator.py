@@ -248,7 +248,7 @@ def write_rules(tmp_path: Path, text: str) -> Path:
         ("latency_ms: 5\n", ["judges", "required field is missing"]),
         ("judges:\n  openai/strict: {}\n", ["judges", "openai/strict", "reachable as model"]),
         ("- just\n- a list\n", ["expected a mapping with 'judges'", "list"]),
-        ("judges: [unclosed\n", ["expected valid YAML"]),
+        ("judges: [unclosed\n", ["not valid YAML at line 2"]),
     ],
 )
 def test_invalid_rules_name_file_field_and_expectation(tmp_path: Path, text: str, expected: list[str]) -> None:

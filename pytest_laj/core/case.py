@@ -62,7 +62,8 @@ def load_cases(path: str | Path) -> list[Case]:
         try:
             loaded.append(Case.model_validate(entry))
         except ValidationError as exc:
-            name = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else "?"
+            name = entry.get("id", "?") if isinstance(entry, dict) else "?"
+            name = name if isinstance(name, str | int | float) else "?"  # never a structure of unknown size
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'case'}: {e['msg']}" for e in exc.errors())
             raise CaseFileError(f"{path}: case [{index}] ({name}): {problems}") from None
     duplicates = sorted(i for i, n in Counter(c.id for c in loaded).items() if n > 1)

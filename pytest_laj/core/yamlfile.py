@@ -10,7 +10,7 @@ beyond its own size.
 from __future__ import annotations
 
 import reprlib
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,7 +23,18 @@ MAX_DEPTH = 100
 _SPARE_NODES = 10_000  # what aliases may add to a small document before it counts as expanding
 
 # libyaml's loader, where PyYAML was built with it, parses about five times faster; it also caps nesting at 1000.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(_BASE):  # type: ignore[valid-type,misc]
+    """Plain data without dates: nothing pytest-laj reads is a date, and `api_version=2024-06-01`, a case id or a
+    rubric version that looks like one must stay the text it is."""
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+        for first, resolvers in _BASE.yaml_implicit_resolvers.items()
+    }
 
 
 class YamlError(UsageError):
@@ -35,7 +46,7 @@ def load_yaml(text: str, source: str) -> Any:
     if len(text) > MAX_CHARS:
         raise YamlError(f"{source}: {len(text)} characters is larger than the {MAX_CHARS} pytest-laj reads")
     try:
-        data = yaml.load(text, Loader=_LOADER)  # a safe loader: CSafeLoader or SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
     except yaml.MarkedYAMLError as exc:
         raise YamlError(f"{source}: not valid YAML{_where(exc)}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:

@@ -54,6 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-laj: {error}") from None
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(RunReporter(config), "laj-run")
+    if not _is_worker(config):
+        config.pluginmanager.register(UsageErrors(), "laj-usage-errors")
     if settings.judges or settings.simulate is not None:
         laj_engine(config)  # configured for judging: report a bad cache or simulator now, not in every test
 
@@ -105,14 +107,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_make_collect_report(
     collector: pytest.Collector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-    """A configuration mistake met while collecting (a broken case file read by `cases()`) stops the run as one
-    usage error naming the file, not as a collection error with pytest-laj's traceback."""
+    """A configuration mistake met while collecting (a broken case file read by `cases()`) is marked on the
+    report with its message alone, for `UsageErrors` to stop the run (an xdist worker's report carries the mark
+    to the controller)."""
     report = yield
     call = getattr(report, "call", None)
     error = call.excinfo.value if call is not None and call.excinfo is not None else None
     if isinstance(error, UsageError):
-        raise pytest.UsageError(f"pytest-laj: {collector.nodeid or collector.path}: {error}") from None
+        report.longrepr = report.laj_usage_error = f"pytest-laj: {collector.nodeid or collector.path}: {error}"
     return report
+
+
+class UsageErrors:
+    """Stops the run at the first collection report marked with a usage error: one message, exit status 4, not
+    a collection error with pytest-laj's traceback. Not on an xdist worker: its report goes to the controller."""
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter shows it as a collection error
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        message = getattr(report, "laj_usage_error", None)
+        if isinstance(message, str):
+            raise pytest.UsageError(message)
 
 
 @pytest.hookimpl(tryfirst=True)
