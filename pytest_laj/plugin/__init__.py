@@ -114,7 +114,8 @@ def pytest_make_collect_report(
     call = getattr(report, "call", None)
     error = call.excinfo.value if call is not None and call.excinfo is not None else None
     if isinstance(error, UsageError):
-        report.longrepr = report.laj_usage_error = f"pytest-laj: {collector.nodeid or collector.path}: {error}"
+        report.longrepr = f"pytest-laj: {collector.nodeid or collector.path}: {error}"
+        vars(report)["laj_usage_error"] = report.longrepr  # an extra attribute: it travels with the report
     return report
 
 
