@@ -22,7 +22,7 @@ MakeJudge = Callable[[JudgeSpec], "Judge | None"]
 NO_JUDGES = (
     "no judges are configured. Set judges with the ini option laj_judges, --laj-judge MODEL, or "
     "LAJ_JUDGES=model1,model2 (any litellm model string), or run offline against the judge simulator with "
-    "--laj-simulate RULES.yaml."
+    "--laj-simulate=RULES.yaml."
 )
 
 

@@ -59,7 +59,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="laj_simulate",
         metavar="RULES",
         default=None,
-        help="Point every judge at the offline judge simulator scripted by RULES (YAML), or 'off'. "
+        help="Point every judge at the offline judge simulator scripted by RULES (YAML), or 'off'. Write "
+        "--laj-simulate=RULES: pytest takes a path after a space for a test path when it picks the rootdir. "
         "Env: LAJ_SIMULATE. Ini: laj_simulate (yields to judges given by --laj-judge or LAJ_JUDGES).",
     )
     group.addoption(
@@ -264,7 +265,7 @@ def check_rootdir(config: pytest.Config) -> None:
     spaced = [
         option
         for option, value in itertools.pairwise(args)
-        if option in _PATH_OPTIONS and (invocation.dir / value).exists()
+        if option in _PATH_OPTIONS and os.path.exists(invocation.dir / value)  # False for any OSError
     ]
     if not spaced or config.option.rootdir or config.option.inifilename:
         return
