@@ -231,7 +231,7 @@ def write_rules(tmp_path: Path, text: str) -> Path:
             ["judges.canned.answer", "expected a JSON object (a mapping), got list"],
         ),
         (
-            "judges:\n  canned: {answer: {when: 2026-01-02}}\n",
+            "judges:\n  canned: {answer: {score: .nan}}\n",
             ["judges.canned.answer", "cannot be written as JSON"],
         ),
         (
