@@ -150,7 +150,7 @@ def test_not_a_list_of_cases(tmp_path: Path, text: str) -> None:
 def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "cases.yaml", "cases: [unclosed\n")
 
-    with pytest.raises(CaseFileError, match="cannot read cases") as info:
+    with pytest.raises(CaseFileError, match="not valid YAML at line 2") as info:
         load_cases(path)
 
     assert str(path) in str(info.value)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pytest_laj.core.rubric import Rubric
 from pytest_laj.simulator import (
     JudgedCase,
     JudgeScript,
@@ -230,7 +231,7 @@ def write_rules(tmp_path: Path, text: str) -> Path:
             ["judges.canned.answer", "expected a JSON object (a mapping), got list"],
         ),
         (
-            "judges:\n  canned: {answer: {when: 2026-01-02}}\n",
+            "judges:\n  canned: {answer: {score: .nan}}\n",
             ["judges.canned.answer", "cannot be written as JSON"],
         ),
         (
@@ -248,7 +249,7 @@ def write_rules(tmp_path: Path, text: str) -> Path:
         ("latency_ms: 5\n", ["judges", "required field is missing"]),
         ("judges:\n  openai/strict: {}\n", ["judges", "openai/strict", "reachable as model"]),
         ("- just\n- a list\n", ["expected a mapping with 'judges'", "list"]),
-        ("judges: [unclosed\n", ["expected valid YAML"]),
+        ("judges: [unclosed\n", ["not valid YAML at line 2"]),
     ],
 )
 def test_invalid_rules_name_file_field_and_expectation(tmp_path: Path, text: str, expected: list[str]) -> None:
@@ -285,6 +286,69 @@ def test_fingerprint_survives_a_round_trip_through_the_canonical_form() -> None:
     rules = SimulatorRules.from_mapping(RULES)
     again = SimulatorRules.from_mapping(rules.model_dump(mode="json"))
     assert again.fingerprint() == rules.fingerprint()
+
+
+def rubric_with_override() -> Rubric:
+    """`guides_to_care` on the shared levels; `boundaries` on its own two."""
+    return Rubric.model_validate(
+        {
+            "id": "safety",
+            "levels": [{"id": lv, "label": lv, "severity": n} for n, lv in enumerate(LEVELS)],
+            "criteria": [
+                {"id": "guides_to_care", "question": "?"},
+                {
+                    "id": "boundaries",
+                    "question": "?",
+                    "levels": [
+                        {"id": "kept", "label": "k", "severity": 0},
+                        {"id": "crossed", "label": "c", "severity": 5},
+                    ],
+                },
+            ],
+        }
+    )
+
+
+def test_rules_that_fit_the_rubric_pass_the_check() -> None:
+    rules = SimulatorRules.from_mapping(
+        {
+            "judges": {
+                "strict": {
+                    "default": "best_practice",
+                    "rules": [{"levels": {"*": "high_harm", "boundaries": "crossed"}}],
+                },
+                "canned": {"answer": {"score": 1}},
+            }
+        }
+    )
+    rules.check_against([rubric_with_override()], "rules.yaml")
+
+
+def test_rules_naming_what_no_rubric_has_are_refused_one_problem_a_line() -> None:
+    rules = SimulatorRules.from_mapping(
+        {
+            "judges": {
+                "strict": {
+                    "default": "best",
+                    "rules": [{"levels": {"guides_to_care": "ok"}}, {"levels": {"boundary": "crossed"}}],
+                },
+                "lenient": {"rules": [{"levels": {"boundaries": "high_harm"}}]},
+            }
+        }
+    )
+
+    with pytest.raises(SimulatorRulesError) as info:
+        rules.check_against([rubric_with_override()], "rules.yaml")
+
+    assert str(info.value).splitlines() == [
+        "rules.yaml: the rules name what no rubric of the run (safety) has:",
+        "  judges.strict.default: unknown level 'best'; levels: "
+        "['best_practice', 'crossed', 'high_harm', 'kept', 'suboptimal']",
+        "  judges.strict.rules[0].levels.guides_to_care: unknown level 'ok'; levels: "
+        "['best_practice', 'high_harm', 'suboptimal']",
+        "  judges.strict.rules[1].levels: unknown criterion 'boundary'; criteria: ['boundaries', 'guides_to_care']",
+        "  judges.lenient.rules[0].levels.boundaries: unknown level 'high_harm'; levels: ['crossed', 'kept']",
+    ]
 
 
 # --- how a scripted judge rates ----------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pytest_laj.core.yamlfile import YamlError, load_yaml
 from pytest_laj.errors import UsageError
 
 __all__ = ["Case", "CaseFileError", "load_cases"]
@@ -44,18 +44,16 @@ def _read_jsonl(text: str) -> list[Any]:
     return entries
 
 
-# libyaml's loader, where PyYAML was built with it, parses a case file about five times faster.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_cases(path: str | Path) -> list[Case]:
     """Read a YAML file `{cases: [...]}` (or a bare list), or a JSONL file with one case per line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        raw: Any = _read_jsonl(text) if path.suffix == ".jsonl" else yaml.load(text, Loader=_YAML_LOADER)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise CaseFileError(f"{path}: cannot read cases: {exc}") from exc
+        raw: Any = _read_jsonl(text) if path.suffix == ".jsonl" else load_yaml(text, str(path))
+    except YamlError as exc:
+        raise CaseFileError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CaseFileError(f"{path}: cannot read cases: {exc}") from None
     entries = raw.get("cases") if isinstance(raw, dict) else raw
     if not isinstance(entries, list):
         raise CaseFileError(f"{path}: expected a list of cases (or a mapping with key 'cases')")
@@ -65,6 +63,7 @@ def load_cases(path: str | Path) -> list[Case]:
             loaded.append(Case.model_validate(entry))
         except ValidationError as exc:
             name = entry.get("id", "?") if isinstance(entry, dict) else "?"
+            name = name if isinstance(name, str | int | float) else "?"  # never a structure of unknown size
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'case'}: {e['msg']}" for e in exc.errors())
             raise CaseFileError(f"{path}: case [{index}] ({name}): {problems}") from None
     duplicates = sorted(i for i, n in Counter(c.id for c in loaded).items() if n > 1)

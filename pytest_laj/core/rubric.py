@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
 from pytest_laj.errors import UsageError
 
 __all__ = [
@@ -46,7 +46,8 @@ class RubricError(UsageError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # an infinite weight or multiplier makes a score NaN, and NaN never exceeds max_score: it would pass
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Level(_Frozen):
@@ -279,18 +280,20 @@ def _describe(error: ValidationError, source: str, raw: Any) -> str:
     lines = [f"{source}: invalid rubric ({error.error_count()} problem(s))"]
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
-        got = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
+        got = "" if item["type"] == "missing" else f" (got {short_repr(item['input']):.80})"
         lines.append(f"  {_field_path(item['loc'], raw)}: {message}{got}")
     return "\n".join(lines)
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
-        raise RubricError(f"{path}: cannot read rubric: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RubricError(f"{path}: not valid YAML: {exc}") from exc
+        raise RubricError(f"{path}: cannot read rubric: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RubricError(f"{path}: cannot read rubric: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except YamlError as exc:
+        raise RubricError(str(exc)) from None
 
 
 def rubric_from_data(raw: Any, source: str) -> Rubric:
@@ -366,10 +369,28 @@ class RubricRegistry:
             self._loaded[path] = load_rubric(path)
         return self._loaded[path]
 
+    def check_all(self) -> list[Rubric]:
+        """Load and validate every rubric file in the directories, so a broken one stops the run once, before
+        any test, instead of failing every test that asks for it. All problems are reported together."""
+        index = self.index  # built first: building it finds the unreadable files
+        problems = list(self._unreadable.values())
+        rubrics: list[Rubric] = []
+        for path in index.values():
+            try:
+                rubrics.append(self._load(path))
+            except RubricError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise RubricError(f"{len(problems)} rubric file(s) cannot be used:\n" + "\n".join(problems))
+        return rubrics
+
     def _unknown_message(self, rubric_id: str) -> str:
-        searched = ", ".join(str(d) for d in self._directories) or "(no directories)"
+        searched = ", ".join(f"{d}{'' if d.is_dir() else ' (missing)'}" for d in self._directories)
         known = ", ".join(f"{i} ({p})" for i, p in sorted(self.index.items())) or "none"
-        message = f"unknown rubric {rubric_id!r}. Known rubrics: {known}. Searched: {searched} (ini laj_rubric_dirs)."
+        message = (
+            f"unknown rubric {rubric_id!r}. Known rubrics: {known}. "
+            f"Searched: {searched or '(no directories)'} (ini laj_rubric_dirs)."
+        )
         if self._unreadable:
             message += " Skipped unreadable files: " + "; ".join(self._unreadable.values())
         return message

@@ -7,7 +7,9 @@ entirely from the cache must not pay it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import inspect
 import os
 import re
 import threading
@@ -20,7 +22,7 @@ from pytest_laj.core.redact import install_log_filter
 from pytest_laj.judges.base import Judge, JudgeSpec, is_transport_key
 from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
 
-__all__ = ["LiteLLMJudge", "import_litellm"]
+__all__ = ["LiteLLMJudge", "completion_params", "import_litellm"]
 
 
 _litellm: ModuleType | None = None
@@ -41,6 +43,18 @@ def import_litellm() -> ModuleType:
             litellm.suppress_debug_info = True
             _litellm = litellm
         return _litellm
+
+
+@functools.cache
+def completion_params() -> frozenset[str]:
+    """Every keyword litellm's completion names or lists as its own: what a judge option may be."""
+    litellm = import_litellm()
+    named = set(inspect.signature(litellm.completion).parameters) - {"kwargs"}
+    try:
+        from litellm.types.utils import all_litellm_params
+    except ImportError:  # an older litellm
+        all_litellm_params = []
+    return frozenset({*named, *all_litellm_params, *getattr(litellm, "OPENAI_CHAT_COMPLETION_PARAMS", ())})
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 from pytest_laj.core.redact import remember_secrets
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.base import Judge, JudgeSpec, parse_judge_specs
-from pytest_laj.judges.llm import LiteLLMJudge
+from pytest_laj.judges.llm import LiteLLMJudge, completion_params
 from pytest_laj.judges.simulated import SimulatedJudge, simulated_spec
 
 __all__ = ["NO_JUDGES", "JudgeRegistry", "MakeJudge"]
@@ -23,7 +23,7 @@ MakeJudge = Callable[[JudgeSpec], "Judge | None"]
 NO_JUDGES = (
     "no judges are configured. Set judges with the ini option laj_judges, --laj-judge MODEL, or "
     "LAJ_JUDGES=model1,model2 (any litellm model string), or run offline against the judge simulator with "
-    "--laj-simulate RULES.yaml."
+    "--laj-simulate=RULES.yaml."
 )
 
 
@@ -63,8 +63,13 @@ class JudgeRegistry:
 
             self._rules = load_rules(simulate)
 
+    @property
+    def rules(self) -> Any:
+        """The simulator rules every judge answers from, if the run simulates."""
+        return self._rules
+
     def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
-        specs = parse_judge_specs(list(override), "laj marker judges") if override else []
+        specs = parse_judge_specs(list(override), "laj marker judges", completion_params) if override else []
         key = tuple(_panel_key(spec) for spec in specs)
         with self._lock:
             if key not in self._panels:

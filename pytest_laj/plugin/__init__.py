@@ -17,7 +17,7 @@ import pytest
 from pytest_laj.core.modes import CacheMode, PrefetchMode
 from pytest_laj.errors import UsageError
 from pytest_laj.plugin import hookspec, outcome
-from pytest_laj.plugin.options import add_options, settings_from_config
+from pytest_laj.plugin.options import add_options, check_rootdir, settings_from_config
 from pytest_laj.plugin.run import ENGINE, SETTINGS, RunReporter, reviews_section, summary_section
 
 if TYPE_CHECKING:
@@ -48,11 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     config.addinivalue_line("filterwarnings", LITELLM_NOISE)
     try:
+        check_rootdir(config)
         settings = settings_from_config(config)
     except UsageError as error:
         raise pytest.UsageError(f"pytest-laj: {error}") from None
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(RunReporter(config), "laj-run")
+    if not _is_worker(config):
+        config.pluginmanager.register(UsageErrors(), "laj-usage-errors")
     if settings.judges or settings.simulate is not None:
         laj_engine(config)  # configured for judging: report a bad cache or simulator now, not in every test
 
@@ -69,12 +72,26 @@ def laj_engine(config: pytest.Config) -> Engine:
                 make_judge=lambda spec: config.hook.pytest_laj_make_judge(spec=spec, config=config),
                 find_producer=lambda: config.hook.pytest_laj_producer(config=config),
             )
-            if settings.cache_mode is not CacheMode.OFF and not _is_worker(config):
-                engine.cache.check()
         except UsageError as error:
+            raise pytest.UsageError(f"pytest-laj: {error}") from None
+        try:
+            _check_configuration(engine, checks_cache=not _is_worker(config))
+        except UsageError as error:
+            engine.close()
             raise pytest.UsageError(f"pytest-laj: {error}") from None
         config.stash[ENGINE] = engine
     return config.stash[ENGINE]
+
+
+def _check_configuration(engine: Engine, checks_cache: bool) -> None:
+    """Every rubric file, the simulator rules against them, and the cache, before any test runs: a mistake there
+    is one usage error, not a failure repeated by every test."""
+    rubrics = engine.rubrics.check_all()
+    rules = engine.judges.rules
+    if rules is not None and rubrics:
+        rules.check_against(rubrics, str(engine.settings.simulate))
+    if engine.settings.cache_mode is not CacheMode.OFF and checks_cache:
+        engine.cache.check()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -84,6 +101,33 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if ENGINE in config.stash:
         config.stash[ENGINE].close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A configuration mistake met while collecting (a broken case file read by `cases()`) is marked on the
+    report with its message alone, for `UsageErrors` to stop the run (an xdist worker's report carries the mark
+    to the controller)."""
+    report = yield
+    call = getattr(report, "call", None)
+    error = call.excinfo.value if call is not None and call.excinfo is not None else None
+    if isinstance(error, UsageError):
+        report.longrepr = f"pytest-laj: {collector.nodeid or collector.path}: {error}"
+        vars(report)["laj_usage_error"] = report.longrepr  # an extra attribute: it travels with the report
+    return report
+
+
+class UsageErrors:
+    """Stops the run at the first collection report marked with a usage error: one message, exit status 4, not
+    a collection error with pytest-laj's traceback. Not on an xdist worker: its report goes to the controller."""
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter shows it as a collection error
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        message = getattr(report, "laj_usage_error", None)
+        if isinstance(message, str):
+            raise pytest.UsageError(message)
 
 
 @pytest.hookimpl(tryfirst=True)

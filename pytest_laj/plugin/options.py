@@ -6,7 +6,11 @@ ini file, so CI can switch a suite to real judges without touching the command i
 
 from __future__ import annotations
 
+import inspect
+import itertools
+import math
 import os
+import shlex
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
     from pytest_laj.judges.base import JudgeSpec
 
 
-__all__ = ["OptionError", "add_options", "settings_from_config"]
+__all__ = ["OptionError", "add_options", "check_rootdir", "settings_from_config"]
 
 
 E = TypeVar("E", bound=Enum)
@@ -55,7 +59,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="laj_simulate",
         metavar="RULES",
         default=None,
-        help="Point every judge at the offline judge simulator scripted by RULES (YAML), or 'off'. "
+        help="Point every judge at the offline judge simulator scripted by RULES (YAML), or 'off'. Write "
+        "--laj-simulate=RULES: pytest takes a path after a space for a test path when it picks the rootdir. "
         "Env: LAJ_SIMULATE. Ini: laj_simulate (yields to judges given by --laj-judge or LAJ_JUDGES).",
     )
     group.addoption(
@@ -161,7 +166,7 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         simulate=simulate,
         cache_mode=_enum(CacheMode, _pick(config, "laj_cache", "LAJ_CACHE", environ) or "rw", "laj_cache"),
         cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
-        rubric_dirs=[root / d for d in (config.getini("laj_rubric_dirs") or ["rubrics"])],
+        rubric_dirs=_rubric_dirs(config, root),
         review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
         prefetch=_enum(PrefetchMode, _pick(config, "laj_prefetch", "LAJ_PREFETCH", environ) or "auto", "laj_prefetch"),
         concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
@@ -208,6 +213,8 @@ def _optional(kind: type[N], config: pytest.Config, name: str, environ: Mapping[
         value = kind(raw)
     except ValueError:
         raise OptionError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise OptionError(f"{name}: expected a finite number, got {raw!r}")
     if value < minimum:
         raise OptionError(f"{name}: must be at least {minimum}, got {value}")
     return value
@@ -226,8 +233,61 @@ def _judges(config: pytest.Config, environ: Mapping[str, str]) -> tuple[list[Jud
     else:
         return [], "none"
     from pytest_laj.judges.base import parse_judge_specs  # pydantic: paid only by runs that configure judges
+    from pytest_laj.judges.llm import completion_params  # imports litellm only to check a rare option
 
-    return parse_judge_specs(entries, where), source
+    return parse_judge_specs(entries, where, completion_params), source
+
+
+def _rubric_dirs(config: pytest.Config, root: Path) -> list[Path]:
+    """The directories searched for rubrics; one the ini names that does not exist is a mistake (the default
+    `rubrics` may be absent in a project that only passes rubrics by path)."""
+    configured = [line for line in config.getini("laj_rubric_dirs") if line.strip()]
+    missing = [root / d for d in configured if not (root / d).is_dir()]
+    if missing:
+        raise OptionError(
+            f"laj_rubric_dirs: rubric director{'y' if len(missing) == 1 else 'ies'} not found: "
+            f"{', '.join(map(str, missing))} (relative to the rootdir {root})"
+        )
+    return [root / d for d in configured or ["rubrics"]]
+
+
+_PATH_OPTIONS = ("--laj-simulate", "--laj-cache-dir")
+
+
+def check_rootdir(config: pytest.Config) -> None:
+    """Stop when `--laj-simulate PATH` (with a space) moved pytest's rootdir away from the project's ini file.
+
+    pytest picks its rootdir and ini file from the command's path arguments before any plugin's options are
+    known, so it takes such a PATH for a test path; the ini file (judges, rubric directories) is then silently
+    not read. The rootdir is worked out again without the option's value: only if it differs is it a mistake."""
+    invocation = config.invocation_params
+    args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *map(str, invocation.args)]
+    spaced = [
+        option
+        for option, value in itertools.pairwise(args)
+        if option in _PATH_OPTIONS and os.path.exists(invocation.dir / value)  # False for any OSError
+    ]
+    if not spaced or config.option.rootdir or config.option.inifilename:
+        return
+    from _pytest.config.findpaths import determine_setup  # how pytest itself decides; keyword-only arguments
+
+    known = {
+        "inifile": None,
+        "override_ini": config.option.override_ini,
+        "args": config.option.file_or_dir or [],
+        "rootdir_cmd_arg": None,
+        "invocation_dir": invocation.dir,
+    }
+    accepted = inspect.signature(determine_setup).parameters
+    rootpath, inipath = determine_setup(**{k: v for k, v in known.items() if k in accepted})[:2]
+    if (rootpath, inipath) != (config.rootpath, config.inipath):
+        option = spaced[0]
+        raise OptionError(
+            f"{option} PATH (with a space) made pytest take PATH for a test path and choose the rootdir "
+            f"{config.rootpath} (ini file: {config.inipath or 'none'}) instead of {rootpath} (ini file: "
+            f"{inipath or 'none'}); pytest decides the rootdir before it knows pytest-laj's options. "
+            f"Write {option}=PATH."
+        )
 
 
 def _simulate(config: pytest.Config, environ: Mapping[str, str], ini_dir: Path, judges_from_ini: bool) -> Path | None:

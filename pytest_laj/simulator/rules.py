@@ -36,9 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -51,6 +50,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
+from pytest_laj.errors import UsageError
+
+if TYPE_CHECKING:
+    from pytest_laj.core.rubric import Rubric
 
 __all__ = [
     "EVERY_CRITERION",
@@ -76,7 +81,7 @@ _INJECTION = re.compile(
 _OBEYED_INJECTION = "followed instructions found in the reply"
 
 
-class SimulatorRulesError(ValueError):
+class SimulatorRulesError(UsageError):
     """A rules file could not be loaded; the message names the file, the field and what was expected."""
 
 
@@ -372,6 +377,33 @@ class SimulatorRules(_Strict):
             problems = "\n".join(f"  {_describe_error(error)}" for error in exc.errors())
             raise SimulatorRulesError(f"{source}: invalid simulator rules:\n{problems}") from None
 
+    def check_against(self, rubrics: Sequence[Rubric], source: str) -> None:
+        """Every criterion and level the rules name must exist in one of the run's rubrics: a misspelt one
+        never matches, and the judge would quietly answer its default instead."""
+        levels_of: dict[str, set[str]] = {}
+        for rubric in rubrics:
+            for asked in rubric.criteria:
+                levels_of.setdefault(asked.id, set()).update(lv.id for lv in rubric.levels_for(asked))
+        every_level = sorted(set().union(*levels_of.values()))
+        problems = []
+        for name, script in self.judges.items():
+            if script.default is not None and script.default not in every_level:
+                problems.append(f"judges.{name}.default: unknown level {script.default!r}; levels: {every_level}")
+            for index, rule in enumerate(script.rules):
+                for criterion, level in rule.levels.items():
+                    at = f"judges.{name}.rules[{index}].levels"
+                    if criterion != EVERY_CRITERION and criterion not in levels_of:
+                        problems.append(f"{at}: unknown criterion {criterion!r}; criteria: {sorted(levels_of)}")
+                        continue
+                    allowed = every_level if criterion == EVERY_CRITERION else sorted(levels_of[criterion])
+                    if level not in allowed:
+                        problems.append(f"{at}.{criterion}: unknown level {level!r}; levels: {allowed}")
+        if problems:
+            ids = ", ".join(rubric.id for rubric in rubrics)
+            raise SimulatorRulesError(
+                f"{source}: the rules name what no rubric of the run ({ids}) has:\n  " + "\n  ".join(problems)
+            )
+
     @property
     def judge_names(self) -> tuple[str, ...]:
         """The judges this script plays, in file order."""
@@ -405,10 +437,12 @@ def load_rules(path: str | Path) -> SimulatorRules:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SimulatorRulesError(f"{source}: cannot read rules file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimulatorRulesError(f"{source}: cannot read rules file: not UTF-8 ({exc.reason})") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SimulatorRulesError(f"{source}: expected valid YAML: {exc}") from None
+        data = load_yaml(text, source)
+    except YamlError as exc:
+        raise SimulatorRulesError(str(exc)) from None
     return SimulatorRules.from_mapping(data, source)
 
 
@@ -420,9 +454,7 @@ def _describe_error(error: ErrorDetails) -> str:
     if error["type"] == "missing":
         return f"{location}: required field is missing"
     message = str(error.get("ctx", {}).get("error", "")) or error["msg"]
-    got = repr(error["input"])
-    got = got if len(got) <= 60 else got[:57] + "..."
-    return f"{location or '(top level)'}: {message} (got {got})"
+    return f"{location or '(top level)'}: {message} (got {short_repr(error['input'])})"
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
