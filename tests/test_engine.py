@@ -458,10 +458,13 @@ def test_samples_of_one_model_at_one_setting_keep_their_own_verdicts(
 
 
 def test_two_panel_members_with_one_name_are_a_usage_error(make_engine: MakeEngine) -> None:
-    engine = make_engine(["openai/m temperature=0.8", "openai/m temperature=0.8"])
+    twins = ["openai/m temperature=0.8", "openai/m temperature=0.8"]
+    with pytest.raises(UsageError, match=r"configured judges: two panel members are named 'openai/m'; give each"):
+        make_engine(twins)
 
-    with pytest.raises(UsageError, match=r"two panel members are named 'openai/m'; give each its own name"):
-        engine.assess(spec(REPLY))
+    engine = make_engine()
+    with pytest.raises(UsageError, match=r"laj marker judges: two panel members are named 'openai/m'"):
+        engine.assess(spec(REPLY, judges=twins))
 
 
 # -- budgets ------------------------------------------------------------------------------------------------------

@@ -33,9 +33,9 @@ def _panel_key(spec: JudgeSpec) -> str:
     return spec.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _check_names(panel: Sequence[Judge], source: str) -> None:
+def _check_names(names: Sequence[str], source: str) -> None:
     """Each member's verdicts are kept and reported under its name, so two members may not share one."""
-    counts = Counter(judge.name for judge in panel)
+    counts = Counter(names)
     shared = sorted(name for name, count in counts.items() if count > 1)
     if shared:
         raise UsageError(
@@ -51,6 +51,7 @@ class JudgeRegistry:
         self, configured: Sequence[JudgeSpec], make_judge: MakeJudge, timeout: float, simulate: Path | None
     ) -> None:
         self._configured = list(configured)
+        _check_names([spec.label for spec in configured], "the configured judges")  # before any test runs
         self._make_judge = make_judge
         self._timeout = timeout
         self._simulate = simulate
@@ -75,7 +76,7 @@ class JudgeRegistry:
             if key not in self._panels:
                 panel = [self._build(spec) for spec in self._chosen(specs)]
                 remember_secrets(secret for judge in panel for secret in judge.secrets())
-                _check_names(panel, "laj marker judges" if specs else "the configured judges")
+                _check_names([judge.name for judge in panel], "laj marker judges" if specs else "the judges")
                 self._panels[key] = panel
             return self._panels[key]
 
