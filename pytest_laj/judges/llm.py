@@ -11,12 +11,12 @@ import gc
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
 from pytest_laj.core.models import JudgeVerdict
-from pytest_laj.core.redact import install_log_filter
+from pytest_laj.core.redact import install_log_filter, url_credentials
 from pytest_laj.judges.base import Judge, JudgeSpec, is_transport_key
 from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, build_messages, parse_verdict, response_format
 
@@ -60,6 +60,19 @@ def _long_lived_objects() -> Iterator[None]:
             gc.enable()
 
 
+def _strings(value: object) -> Iterator[str]:
+    """Every string in an option's value, however nested (headers are a mapping, credentials may be JSON)."""
+    if isinstance(value, str):
+        yield value
+        yield from url_credentials(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
 def _cost(response: Any) -> float | None:
     """The price litellm already worked out for the call (None for a model it has no price for); asking
     `completion_cost` again would repeat that work, about 2 ms of CPU per call."""
@@ -95,7 +108,10 @@ class LiteLLMJudge(Judge):
         }
 
     def secrets(self) -> list[str]:
-        values = [str(v) for k, v in self.spec.extra.items() if is_transport_key(k) and isinstance(v, str)]
+        """The key, every header value and every string under a transport or credential-named option (a token
+        in `extra_headers`, a password in a URL): providers and their DEBUG logs echo them."""
+        values = [text for k, v in self.spec.extra.items() if is_transport_key(k) for text in _strings(v)]
+        values += url_credentials(self.spec.api_base or "")
         return values + ([self.spec.api_key.get_secret_value()] if self.spec.api_key else [])
 
     def prepare(self) -> None:

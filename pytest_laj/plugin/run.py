@@ -50,6 +50,7 @@ class RunReporter:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        _redact_captured_logs(self.config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -140,6 +141,18 @@ class RunReporter:
         for line in lines:
             terminalreporter.write_line(line, yellow=True)
         return result
+
+
+_LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
+
+
+def _redact_captured_logs(config: pytest.Config) -> None:
+    """Judges' secrets never reach `--log-file`, live logs or a report's captured log, whichever logger
+    wrote them."""
+    from pytest_laj.core.redact import install_log_filter
+
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    install_log_filter(getattr(logging_plugin, name, None) for name in _LOG_HANDLERS)
 
 
 # Which of pytest's own report characters list which stats in its short test summary.
