@@ -19,7 +19,7 @@ from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
 from pytest_laj.engine.scan import scan
 from pytest_laj.engine.settings import Settings
-from pytest_laj.engine.spec import AssessmentSpec, Prepared, prepare
+from pytest_laj.engine.spec import AssessmentSpec, Prepared, check_spec, prepare
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.budget import Budget
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
@@ -79,6 +79,7 @@ class Engine:
         )
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
+        check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken
@@ -88,6 +89,7 @@ class Engine:
         return self._aggregate(prepared, self.loop.run(self._rate(prepared)) if results is None else results)
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
+        check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken

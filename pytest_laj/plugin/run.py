@@ -65,7 +65,12 @@ class RunReporter:
                 self.collector.add(records)
                 del report.laj_records  # the collector holds them; the report lives on in pytest's statistics
         engine = self._engine()
-        if self.session is not None and self.session.shouldfail and engine is not None:
+        if self.session is None or engine is None:
+            return
+        refusal = engine.policy.refusal
+        if refusal is not None and not self.session.shouldstop:  # a judge that can only fail: stop once
+            self.session.shouldstop = f"pytest-laj: {refusal}"
+        if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
 
     def _calls(self) -> CallStats | None:
@@ -93,6 +98,9 @@ class RunReporter:
             self.collector.add_calls(CallStats.model_validate(data))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        engine = self._engine()
+        if engine is not None and engine.policy.refusal is not None:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
         calls = self._calls()
         if self.is_worker:
             if calls is not None:
