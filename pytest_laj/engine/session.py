@@ -34,7 +34,7 @@ class Engine:
     def __init__(self, settings: Settings, make_judge: MakeJudge, find_producer: FindProducer = lambda: None) -> None:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
-        self.cache = VerdictCache(settings.cache_dir)
+        self.cache = VerdictCache(settings.cache_dir, read_only=not settings.cache_mode.writes)
         self.store = Store(self.cache, settings.cache_mode)
         self.loop = EventLoopThread()
         self.judges = JudgeRegistry(settings.judges, make_judge, settings.timeout, settings.simulate)

@@ -36,6 +36,7 @@ class RunReporter:
         self.cancelled = 0
         self.tests_run: set[str] = set()
         self.is_worker = hasattr(config, "workerinput")
+        self.stopped_for: str | None = None
 
     @property
     def collector(self) -> RunCollector:
@@ -67,9 +68,9 @@ class RunReporter:
         engine = self._engine()
         if self.session is None or engine is None:
             return
-        refusal = engine.policy.refusal
-        if refusal is not None and not self.session.shouldstop:  # a judge that can only fail: stop once
-            self.session.shouldstop = f"pytest-laj: {refusal}"
+        fatal = _fatal(engine)
+        if fatal is not None and not self.session.shouldstop:  # every test after would fail the same way
+            self.session.shouldstop, self.stopped_for = f"pytest-laj: {fatal}", fatal
         if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
 
@@ -98,19 +99,18 @@ class RunReporter:
             self.collector.add_calls(CallStats.model_validate(data))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        engine = self._engine()
-        if engine is not None and engine.policy.refusal is not None:
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
         calls = self._calls()
         if self.is_worker:
             if calls is not None:
                 self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
-            return
-        if calls is not None:
-            self.collector.add_calls(calls)
-        if self._collector is None:
-            return
-        self.run = self._finish(session)
+        else:
+            if calls is not None:
+                self.collector.add_calls(calls)
+            if self._collector is not None:
+                self.run = self._finish(session)
+        engine = self._engine()
+        if engine is not None and _fatal(engine) is not None:  # after the summary's reads of the cache
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def _finish(self, session: pytest.Session) -> RunRecord:
         import pytest_laj
@@ -140,6 +140,10 @@ class RunReporter:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
         """Outermost, so the REVIEW lines follow pytest's own short test summary, which prints last."""
         result = yield
+        engine = self._engine()
+        fatal = _fatal(engine) if engine is not None else None
+        if fatal is not None and self.stopped_for != fatal:  # found after the last test: said nowhere yet
+            terminalreporter.write_sep("!", f"pytest-laj: {fatal}", red=True)
         reviews = terminalreporter.stats.get("review", [])
         if self.run is None or terminalreporter.no_summary or not reviews:
             return result
@@ -149,6 +153,11 @@ class RunReporter:
         for line in lines:
             terminalreporter.write_line(line, yellow=True)
         return result
+
+
+def _fatal(engine: Engine) -> str | None:
+    """A mistake every later judgment would meet again: a judge that cannot be called, an unusable cache."""
+    return engine.policy.refusal or engine.cache.broken
 
 
 _LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
