@@ -97,19 +97,22 @@ class _ReadOnly:
             self._con = sqlite3.connect(f"{database.as_uri()}?immutable=1", uri=True, check_same_thread=False)
 
     def get(self, key: str) -> Any:
+        if self._con is None:
+            return None
         db_key, raw = self._disk.put(key)
         select = (
             "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
             " AND (expire_time IS NULL OR expire_time > ?)"
         )
-        if self._con is None:
-            return None
         with self._lock:
             rows = self._con.execute(select, (db_key, raw, time.time())).fetchall()
         if not rows:
             return None
         ((mode, filename, value),) = rows
-        return self._disk.fetch(mode, filename, value, False)
+        try:
+            return self._disk.fetch(mode, filename, value, False)
+        except OSError:  # a value file removed since: a miss, as diskcache has it
+            return None
 
     def close(self) -> None:
         if self._con is not None:
