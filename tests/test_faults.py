@@ -1,10 +1,23 @@
-"""Every simulator fault, through litellm's real HTTP stack, ends as ERROR (never PASS) and is never cached."""
+"""Every simulator fault, through litellm's real HTTP stack, ends as ERROR (never PASS) and is never cached; input
+no judge could be sent is refused before any call."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
+from test_engine import PANEL, FakeJudges, spec
+
+from pytest_laj.engine.session import Engine
+from pytest_laj.engine.settings import Settings
+from pytest_laj.errors import UsageError
+from pytest_laj.judges.base import JudgeSpec
+
+REPLY = "Please call 988."
 
 FAULTS = {
     "http_500": "{status: 500, times: always}",
@@ -81,6 +94,56 @@ def test_every_fault_is_an_error_retried_when_transient_and_never_cached(faulty:
             assert f"OUTCOME {name} error {attempts} called" in out, (name, out)
             if name in INVALID_VERDICTS:
                 assert f"OUTCOME {name} error 2 called invalid verdict after a repair re-ask:" in out, (name, out)
+        # What went wrong is said as it happened, not as the "HTTP 500" litellm makes of it.
+        assert "OUTCOME dropped error 2 called connection dropped by the server (" in out, out
+        assert "OUTCOME garbage error 2 called the provider's response was not valid JSON (" in out, out
         # One bad answer repaired by the re-ask is a valid verdict.
         expected = "OUTCOME repaired pass 2 called" if run == "cold" else "OUTCOME repaired pass 0 cached"
         assert expected in out, out
+
+
+# -- hostile input is the input's fault: refused before any judge is asked ------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "none"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"output": "Please call 988.\ud800"}, "the output contains a lone surrogate (U+D800 at position 16)"),
+        ({"input": "\udcff help"}, "the input contains a lone surrogate (U+DCFF at position 0)"),
+        ({"context": {"risk": "none\ud83d"}}, "the context value of 'risk' contains a lone surrogate"),
+        ({"context": {"risk": _nested(100_000)}}, "context 'risk': expected a plain str, int, float or bool"),
+        ({"context": {"risk": _circular()}}, "context 'risk': expected a plain str, int, float or bool"),
+        ({"context": {("risk",): "none"}}, "context variables are named by a str, got a tuple"),
+    ],
+    ids=["output-surrogate", "input-surrogate", "context-surrogate", "deep-context", "circular-context", "key"],
+)
+@pytest.mark.parametrize("how", ["assess", "aassess", "prefetch"])
+def test_input_no_judge_could_be_sent_is_refused_before_any_call(
+    tmp_path: Path, fields: dict[str, Any], message: str, how: str
+) -> None:
+    fakes = FakeJudges()
+    judges = [JudgeSpec.parse(judge, "test") for judge in PANEL]
+    engine = Engine(Settings(judges=judges, cache_dir=tmp_path / "cache", base_dir=tmp_path), fakes.make)
+    request = spec(**{"output": REPLY, **fields})
+    if how == "prefetch":
+        assert engine.prefetch("test_it", request) is False  # left for its test to report
+    with pytest.raises(UsageError, match=re.escape(message)):
+        if how == "aassess":
+            asyncio.run(engine.aassess(request))
+        else:
+            engine.assess(request)
+    engine.close()
+    assert fakes.calls() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from pytest_laj.core.redact import redact
 
@@ -103,3 +104,76 @@ def test_ordinary_text_is_untouched() -> None:
 
 def test_short_bearer_values_are_left() -> None:
     assert redact("bearer of bad news") == "bearer of bad news"
+
+
+def test_url_credentials_are_redacted_whatever_the_scheme() -> None:
+    cleaned = redact("POST http://laj:pw-5Hq2@127.0.0.1:8080/v1 and wss://tok3n@example.org/x")
+
+    assert cleaned == "POST http://[REDACTED]@127.0.0.1:8080/v1 and wss://[REDACTED]@example.org/x"
+
+
+HEADER_TOKEN = "tok-9f8e7d6c5b4a3921"
+TENANT = "tenant-c0ffee-4242"  # a header whose name says nothing of secrets
+PASSWORD = "pw-5Hq2Zr8Lm4"
+
+LEAKY_RULES = """\
+judges:
+  alpha:
+    default: best_practice
+    faults: [{status: 401, echo_auth: true, times: always}]
+  beta:
+    default: best_practice
+"""
+
+
+def test_header_values_and_url_passwords_never_reach_messages_junit_or_the_debug_log(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import RUBRIC
+
+    from pytest_laj.simulator import Simulator
+
+    pytester.mkdir("rubrics")
+    (pytester.path / "rubrics" / "safety.yaml").write_text(RUBRIC)
+    pytester.makepyfile(
+        f"""
+        import logging
+        import pytest
+
+        pytestmark = pytest.mark.laj(rubric="safety", thresholds={{"quorum": 1}})
+
+        def test_it(laj):
+            laj.check("Please call 988.")
+
+        def test_another_sdk_logs_the_request(laj):  # botocore, google-auth... log headers at DEBUG
+            laj.assess("Please call 988.")
+            log = logging.getLogger("botocore.endpoint")
+            log.debug("Sending http request: headers=%r", {{"X-Tenant": {TENANT!r}}})
+            log.debug("retrying", exc_info=ConnectionError("reset while sending X-Tenant: {TENANT}"))
+        """
+    )
+    headers = f'{{"Authorization": "Token {HEADER_TOKEN}", "X-Tenant": "{TENANT}"}}'
+    monkeypatch.setenv("LITELLM_LOG", "DEBUG")  # litellm's own DEBUG logging prints every request's headers
+    with Simulator(yaml.safe_load(LEAKY_RULES)) as simulator:
+        with_password = simulator.base_url.replace("http://", f"http://laj:{PASSWORD}@")
+        pytester.makeini(
+            "[pytest]\nlaj_judges =\n"
+            f"    openai/alpha api_key=sk-test-aaaaaaaaaa api_base={simulator.base_url} 'extra_headers={headers}'\n"
+            f"    openai/beta api_key=sk-test-bbbbbbbbbb api_base={with_password}\n"
+        )
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--laj-retries", "0", "--junitxml=junit.xml",
+            "--log-file=debug.log", "--log-file-level=DEBUG", "--log-level=DEBUG", "-rA",
+        )  # fmt: skip
+    channels = {
+        "terminal": result.stdout.str() + result.stderr.str(),
+        "junit": (pytester.path / "junit.xml").read_text(),
+        "log": (pytester.path / "debug.log").read_text(),
+    }
+    assert "Incorrect API key provided: [REDACTED]" in channels["terminal"]  # the provider echoed it
+    assert "Authorization" in channels["log"] and "Sending http request" in channels["log"]  # headers logged
+    assert "ConnectionError: reset while sending X-Tenant: [REDACTED]" in channels["log"]
+    assert f"http://[REDACTED]@127.0.0.1:{with_password.rsplit(':', 1)[1]}" in channels["log"]
+    for name, text in channels.items():
+        for secret in (HEADER_TOKEN, TENANT, PASSWORD, "sk-test-aaaaaaaaaa", "sk-test-bbbbbbbbbb"):
+            assert secret not in text, (name, secret)

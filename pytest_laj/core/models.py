@@ -7,6 +7,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from pytest_laj.core.printable import printable
+
 __all__ = [
     "Assessment",
     "CriterionResult",
@@ -177,8 +179,9 @@ class Assessment(BaseModel):
 
 
 def _clip(text: str, limit: int) -> str:
+    """One line of untrusted text, at most `limit` characters before escaping, safe to print."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+    return printable(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
 
 
 def _criterion_lines(result: CriterionResult, votes: bool) -> list[str]:
@@ -210,7 +213,7 @@ def headline(assessment: Assessment) -> str:
     """One line: the outcome, the rubric, and what decided it."""
     a = assessment
     provisional = f" (provisional {a.provisional.value.upper()})" if a.provisional is not None else ""
-    return f"{a.outcome.value.upper()}{provisional} [{a.rubric} v{a.rubric_version}]: {a.reason}"
+    return printable(f"{a.outcome.value.upper()}{provisional} [{a.rubric} v{a.rubric_version}]: {a.reason}")
 
 
 def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
@@ -219,7 +222,7 @@ def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
     a = assessment
     if detail == "line":
         return headline(a)
-    context = ", ".join(f"{k}={v}" for k, v in a.context.items()) or "none"
+    context = printable(", ".join(f"{k}={v}" for k, v in a.context.items())) or "none"
     lines = [
         headline(a),
         f"score {a.score:g} (max_score {a.max_score:g}); context {context} (severity x{a.context_multiplier:g}); "
@@ -230,7 +233,7 @@ def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
     states = []
     for judge in a.judges:
         if judge.verdict is None:
-            states.append(f"{judge.judge} MISSING ({judge.error})")
+            states.append(f"{judge.judge} MISSING ({printable(judge.error or '')})")
         elif judge.cached:
             states.append(f"{judge.judge} (cached)")
         else:

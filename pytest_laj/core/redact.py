@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["RedactingFilter", "install_log_filter", "redact", "remember_secrets"]
+__all__ = ["RedactingFilter", "install_log_filter", "redact", "remember_secrets", "url_credentials"]
 
 _KNOWN: set[str] = set()
 _SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:api_?key|key|token|secret|password|credentials?)$")
@@ -44,6 +44,19 @@ _ASSIGNMENTS = re.compile(
 )
 
 
+# The user-info part of a URL (`scheme://user:password@host`), whatever the scheme.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]+@")
+
+
+def url_credentials(url: str) -> list[str]:
+    """The user name and password in a URL, if it has any: both can be the credential (`https://TOKEN@host`)."""
+    found = _URL_USERINFO.search(url)
+    if found is None:
+        return []
+    userinfo = found[0][len(found[1]) : -1]
+    return [userinfo, *userinfo.split(":", 1)[1:]]
+
+
 def remember_secrets(values: Iterable[str], environ: Mapping[str, str] = os.environ) -> None:
     """Secrets to scrub everywhere from now on: these values and every credential-named environment variable."""
     _KNOWN.update(v for v in values if len(v) >= 8)
@@ -54,6 +67,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({*secrets, *_KNOWN}, key=len, reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[REDACTED]")
+    text = _URL_USERINFO.sub(r"\1[REDACTED]@", text)
     text = _TOKENS.sub("[REDACTED]", text)
     return _ASSIGNMENTS.sub(r"\1[REDACTED]", text)
 
@@ -66,14 +80,20 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:  # a traceback's messages can echo a request too
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 _FILTER = RedactingFilter()
 
 
-def install_log_filter() -> None:
-    for name in _LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+def install_log_filter(handlers: Iterable[logging.Handler | None] = ()) -> None:
+    """Filter the loggers of litellm and its HTTP stack, and `handlers` (pytest's capture and log-file handlers,
+    which also see records of loggers not listed here)."""
+    for target in (*(logging.getLogger(name) for name in _LOGGERS), *handlers):
+        if target is not None and _FILTER not in target.filters:
+            target.addFilter(_FILTER)

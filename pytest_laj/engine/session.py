@@ -21,7 +21,7 @@ from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
 from pytest_laj.engine.scan import scan
 from pytest_laj.engine.settings import Settings
-from pytest_laj.engine.spec import AssessmentSpec, Prepared, prepare
+from pytest_laj.engine.spec import AssessmentSpec, Prepared, check_spec, prepare
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.budget import Budget
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
@@ -36,7 +36,7 @@ class Engine:
     def __init__(self, settings: Settings, make_judge: MakeJudge, find_producer: FindProducer = lambda: None) -> None:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
-        self.cache = VerdictCache(settings.cache_dir)
+        self.cache = VerdictCache(settings.cache_dir, read_only=not settings.cache_mode.writes)
         self.store = Store(self.cache, settings.cache_mode)
         self.loop = EventLoopThread()
         self.judges = JudgeRegistry(settings.judges, make_judge, settings.timeout, settings.simulate)
@@ -109,6 +109,7 @@ class Engine:
         )
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
+        check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken
@@ -117,6 +118,7 @@ class Engine:
         return self._aggregate(prepared, self._judge(prepared), self._judged(self._second_opinion(prepared)))
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
+        check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken

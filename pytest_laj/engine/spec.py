@@ -12,7 +12,7 @@ from pytest_laj.judges.panel import CallPolicy, Panel
 from pytest_laj.judges.protocol import JudgeRequest
 from pytest_laj.judges.registry import JudgeRegistry
 
-__all__ = ["AssessmentSpec", "Prepared", "prepare"]
+__all__ = ["AssessmentSpec", "Prepared", "check_spec", "prepare"]
 
 
 @dataclass
@@ -38,7 +38,24 @@ class Prepared:
     thresholds: Thresholds
 
 
-def _check_texts(spec: AssessmentSpec, max_chars: int) -> str:
+_SCALARS = (str, int, float, bool)
+
+
+def _check_encodable(name: str, text: str) -> None:
+    """A lone surrogate (from bytes decoded with `surrogateescape`, or a JSON `\\ud800`) is not Unicode any
+    provider accepts: it is the text's fault, so it is refused here rather than failing every call."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise UsageError(
+            f"the {name} contains a lone surrogate (U+{ord(text[error.start]):04X} at position {error.start}), "
+            "which is not valid Unicode and cannot be sent to a judge; decode the source bytes with "
+            "errors='replace' or fix the text"
+        ) from None
+
+
+def check_spec(spec: AssessmentSpec, max_chars: int) -> str:
+    """Refuse what no judge could be asked about, before anything hashes or sends it; returns the output."""
     output = spec.output
     if not isinstance(output, str):
         raise TypeError(
@@ -53,6 +70,19 @@ def _check_texts(spec: AssessmentSpec, max_chars: int) -> str:
                 f"the {name} is {len(text)} characters, over laj_max_chars ({max_chars}); pytest-laj never "
                 "truncates what it judges: shorten it or raise laj_max_chars"
             )
+        _check_encodable(name, text)
+    for key, value in spec.context.items():
+        if not isinstance(key, str):
+            raise UsageError(f"context variables are named by a str, got a {type(key).__name__}")
+        _check_encodable(f"context variable name {key!a}", key)
+        # Only a plain value can equal one of the rubric's declared values; a nested or circular structure
+        # is refused without being walked.
+        if not (value is None or isinstance(value, _SCALARS)):
+            raise UsageError(
+                f"context {key!a}: expected a plain str, int, float or bool that the rubric declares, "
+                f"got a {type(value).__name__}"
+            )
+        _check_encodable(f"context value of {key!a}", str(value))
     return output
 
 
@@ -60,7 +90,7 @@ def prepare(
     spec: AssessmentSpec, rubrics: RubricRegistry, judges: JudgeRegistry, policy: CallPolicy, max_chars: int
 ) -> Prepared:
     """Check a spec before any judge is asked; a mistake is a `UsageError` (or `TypeError`) naming it."""
-    output = _check_texts(spec, max_chars)
+    output = check_spec(spec, max_chars)
     if spec.rubric is None:
         raise UsageError("no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)")
     rubric = rubrics.get(spec.rubric)

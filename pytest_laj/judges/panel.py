@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pytest_laj.core.models import JudgeResult
 from pytest_laj.core.redact import redact
+from pytest_laj.errors import UsageError
 from pytest_laj.judges.base import Judge
 from pytest_laj.judges.budget import Budget, BudgetExhausted
 from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, verdict_problem
@@ -53,6 +54,12 @@ class CallPolicy:
     judge_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     prepared: set[int] = field(default_factory=set)
     preparing: dict[int, asyncio.Lock] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def refusal(self) -> str | None:
+        """The first judge that refused to prepare (a configuration mistake): the run should stop on it."""
+        return next(iter(self.refused.values()), None)
 
     def judge_limit(self, judge: Judge) -> asyncio.Semaphore | contextlib.nullcontext[None]:
         """Providers throttle per key: a judge's own bound applies on top of the session-wide one."""
@@ -79,9 +86,15 @@ class Panel:
         result = JudgeResult(judge=judge.name, weight=judge.weight)
         if id(judge) not in policy.prepared:
             async with policy.preparing.setdefault(id(judge), asyncio.Lock()):  # once, however many calls start
-                if id(judge) not in policy.prepared:
-                    await asyncio.to_thread(judge.prepare)
+                if id(judge) not in policy.prepared and id(judge) not in policy.refused:
+                    try:
+                        await asyncio.to_thread(judge.prepare)
+                    except UsageError as error:
+                        policy.refused[id(judge)] = str(error)
+                        raise
                     policy.prepared.add(id(judge))
+            if id(judge) in policy.refused:  # a new error each time: one raised twice would share a traceback
+                raise UsageError(policy.refused[id(judge)])
         attempt, cost, repaired = 0, 0.0, False
         while True:
             attempt += 1

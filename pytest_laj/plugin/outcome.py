@@ -103,8 +103,10 @@ def settle(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
         return
     if hasattr(report, "wasxfail"):
         del report.wasxfail
+    from pytest_laj.core.printable import printable
+
     why = [reason for r in reviews for reason in r.assessment.review_reasons]
-    report.laj_review = "; ".join(why) or "needs review"  # type: ignore[attr-defined]
+    report.laj_review = printable("; ".join(why)) or "needs review"  # type: ignore[attr-defined]
 
 
 def _strict_xpass(report: pytest.TestReport) -> bool:

@@ -36,6 +36,7 @@ class RunReporter:
         self.cancelled = 0
         self.tests_run: set[str] = set()
         self.is_worker = hasattr(config, "workerinput")
+        self.stopped_for: str | None = None
 
     @property
     def collector(self) -> RunCollector:
@@ -50,6 +51,7 @@ class RunReporter:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        _redact_captured_logs(self.config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -64,7 +66,12 @@ class RunReporter:
                 self.collector.add(records)
                 del report.laj_records  # the collector holds them; the report lives on in pytest's statistics
         engine = self._engine()
-        if self.session is not None and self.session.shouldfail and engine is not None:
+        if self.session is None or engine is None:
+            return
+        fatal = _fatal(engine)
+        if fatal is not None and not self.session.shouldstop:  # every test after would fail the same way
+            self.session.shouldstop, self.stopped_for = f"pytest-laj: {fatal}", fatal
+        if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
 
     def _calls(self) -> CallStats | None:
@@ -96,12 +103,14 @@ class RunReporter:
         if self.is_worker:
             if calls is not None:
                 self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
-            return
-        if calls is not None:
-            self.collector.add_calls(calls)
-        if self._collector is None:
-            return
-        self.run = self._finish(session)
+        else:
+            if calls is not None:
+                self.collector.add_calls(calls)
+            if self._collector is not None:
+                self.run = self._finish(session)
+        engine = self._engine()
+        if engine is not None and _fatal(engine) is not None:  # after the summary's reads of the cache
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def _finish(self, session: pytest.Session) -> RunRecord:
         import pytest_laj
@@ -131,6 +140,10 @@ class RunReporter:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
         """Outermost, so the REVIEW lines follow pytest's own short test summary, which prints last."""
         result = yield
+        engine = self._engine()
+        fatal = _fatal(engine) if engine is not None else None
+        if fatal is not None and self.stopped_for != fatal:  # found after the last test: said nowhere yet
+            terminalreporter.write_sep("!", f"pytest-laj: {fatal}", red=True)
         reviews = terminalreporter.stats.get("review", [])
         if self.run is None or terminalreporter.no_summary or not reviews:
             return result
@@ -140,6 +153,23 @@ class RunReporter:
         for line in lines:
             terminalreporter.write_line(line, yellow=True)
         return result
+
+
+def _fatal(engine: Engine) -> str | None:
+    """A mistake every later judgment would meet again: a judge that cannot be called, an unusable cache."""
+    return engine.policy.refusal or engine.cache.broken
+
+
+_LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
+
+
+def _redact_captured_logs(config: pytest.Config) -> None:
+    """Judges' secrets never reach `--log-file`, live logs or a report's captured log, whichever logger
+    wrote them."""
+    from pytest_laj.core.redact import install_log_filter
+
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    install_log_filter(getattr(logging_plugin, name, None) for name in _LOG_HANDLERS)
 
 
 # Which of pytest's own report characters list which stats in its short test summary.

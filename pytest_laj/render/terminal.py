@@ -7,6 +7,7 @@ shrinks with `-q` (no explanations) and `-qq` (counts, and how many reviews bloc
 from __future__ import annotations
 
 from pytest_laj.core.models import Outcome
+from pytest_laj.core.printable import printable
 from pytest_laj.results.record import AssessmentRecord, RunRecord
 
 __all__ = ["summary_lines"]
@@ -39,7 +40,7 @@ def _review_lines(record: AssessmentRecord, explain: bool) -> list[str]:
         status = " (not enforced: laj.assess records it without failing the test)"
     elif not record.blocks:
         status = f" (not blocking under --laj-review warn; provisional {a.provisional})"
-    lines = [f"_ {record.nodeid}: {', '.join(what)}{status}"]
+    lines = [printable(f"_ {record.nodeid}: {', '.join(what)}{status}")]
     if explain:
         lines.extend(f"    {line}" for line in a.explain().splitlines())
     return lines

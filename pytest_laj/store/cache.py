@@ -2,17 +2,24 @@
 
 Entries carry their format and prompt version; an entry from another version is stale, not an error. Only
 validated verdicts are written, and diskcache writes are atomic, so nothing half-written is ever read back.
+
+A cache that cannot be used (full, corrupt, read-only, not ours) is one `CacheError` naming the directory and
+the remedy, raised where it is found and remembered as `broken`, so the run can stop on it once. Replay opens
+the directory read-only and never writes, so it works on a read-only directory or file system.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import itertools
 import os
 import socket
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,7 @@ from pytest_laj.errors import UsageError
 from pytest_laj.judges.protocol import PROMPT_VERSION
 from pytest_laj.store.keys import CACHE_FORMAT, claim_key
 
-__all__ = ["CacheError", "Store", "VerdictCache"]
+__all__ = ["HEARTBEAT_SECONDS", "STALE_BEATS", "CacheError", "Store", "VerdictCache"]
 
 
 class CacheError(UsageError):
@@ -46,17 +53,106 @@ def _alive(pid: object) -> bool:
     return True
 
 
-class VerdictCache:
-    """A diskcache directory, shared safely by xdist workers."""
+HEARTBEAT_SECONDS = 2.0  # how often a claim's holder says it is still at work
+STALE_BEATS = 3  # heartbeats a claim from another host may miss before it counts as abandoned
+
+_REMEDY = "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
+
+
+def _trouble(where: Path, error: BaseException) -> str:
+    """What is wrong with the cache directory, and what to do, from the error SQLite or the OS gave."""
+    text = str(error)
+    number = getattr(error, "errno", None)
+    if number == errno.ENOSPC or "disk is full" in text:
+        return (
+            f"the verdict cache {where} is full ({text}): free disk space or point laj_cache_dir at a roomier "
+            "place; --laj-cache off runs without it"
+        )
+    if number in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+        return (
+            f"the verdict cache {where} is read-only ({text}): run with --laj-cache replay to use its verdicts "
+            "without writing, point laj_cache_dir at a writable directory, or run with --laj-cache off"
+        )
+    return f"the verdict cache {where} cannot be used ({text}); it may be corrupt. {_REMEDY}"
+
+
+class _ReadOnly:
+    """A diskcache directory read without writing anything, for replay: a read-only directory or file system,
+    or a cache shared read-only in CI. diskcache itself cannot open read-only, so this reads its table the way
+    `Cache.get` does, with diskcache's own key and value encoding."""
 
     def __init__(self, directory: Path) -> None:
+        import diskcache
+
+        database = (directory / "cache.db").resolve()
+        self._disk = diskcache.Disk(str(directory))
+        self._lock = threading.Lock()  # the judge loop's thread and the tests' thread both read
+        self._con: sqlite3.Connection | None = None  # no cache yet: every read is a miss
+        if not database.exists():
+            return
+        try:  # WAL needs a writable -shm file; immutable reads what the last clean close left in the file
+            self._con = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            self._con = sqlite3.connect(f"{database.as_uri()}?immutable=1", uri=True, check_same_thread=False)
+
+    def get(self, key: str) -> Any:
+        if self._con is None:
+            return None
+        db_key, raw = self._disk.put(key)
+        select = (
+            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
+            " AND (expire_time IS NULL OR expire_time > ?)"
+        )
+        with self._lock:
+            rows = self._con.execute(select, (db_key, raw, time.time())).fetchall()
+        if not rows:
+            return None
+        ((mode, filename, value),) = rows
+        try:
+            return self._disk.fetch(mode, filename, value, False)
+        except OSError:  # a value file removed since: a miss, as diskcache has it
+            return None
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+
+
+class VerdictCache:
+    """A diskcache directory, shared safely by xdist workers; read-only (replay) when nothing is to be written."""
+
+    def __init__(
+        self,
+        directory: Path,
+        read_only: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.directory = directory
+        self.read_only = read_only
+        self.broken: str | None = None
+        self._clock = clock
+        self._heartbeat = heartbeat
+        self._host = socket.gethostname()
         self._cache: Any = None
         self._opening = threading.Lock()
 
+    @contextlib.contextmanager
+    def _usable(self) -> Iterator[None]:
+        """Turn SQLite's and the OS's errors into one `CacheError` that names the directory and the remedy."""
+        try:
+            yield
+        except CacheError as error:
+            self.broken = self.broken or str(error)
+            raise
+        except (sqlite3.Error, OSError) as error:
+            self.broken = self.broken or _trouble(self.directory, error)
+            raise CacheError(self.broken) from None
+
     def _open(self) -> Any:
         if self._cache is None:
-            with self._opening:  # the judge loop's thread and the tests' thread both read
+            with self._opening, self._usable():  # the judge loop's thread and the tests' thread both read
                 if self._cache is None:
                     self._cache = self._connect()
         return self._cache
@@ -65,17 +161,18 @@ class VerdictCache:
         """Open the directory, refusing one that is not ours rather than writing into it."""
         import diskcache
 
-        remedy = "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
         where = self.directory
         if where.exists() and not where.is_dir():
-            raise CacheError(f"the verdict cache {where} is a file, not a directory. {remedy}")
+            raise CacheError(f"the verdict cache {where} is a file, not a directory. {_REMEDY}")
         if where.is_dir() and any(where.iterdir()) and not (where / "cache.db").exists():
-            raise CacheError(f"{where} is not a pytest-laj verdict cache (it has files but no cache.db). {remedy}")
-        try:
+            raise CacheError(f"{where} is not a pytest-laj verdict cache (it has files but no cache.db). {_REMEDY}")
+        if self.read_only:
+            cache: Any = _ReadOnly(where)
+        else:
+            if where.is_dir() and not os.access(where, os.W_OK):
+                raise OSError(errno.EROFS, "the directory is not writable")
             cache = diskcache.Cache(str(where))
-            cache.get(_PROBE)
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise CacheError(f"the verdict cache {where} cannot be read ({exc}); it may be corrupt. {remedy}") from exc
+        cache.get(_PROBE)
         return cache
 
     def check(self) -> None:
@@ -84,27 +181,71 @@ class VerdictCache:
         if self.directory.exists():
             self._open()
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
         """Let one caller at a time, across xdist workers, compute a missing verdict; the others wait for it.
 
-        A claim whose holder died (SIGKILL) is broken at once; one held longer than `hold` seconds expires."""
+        The holder refreshes its claim every heartbeat. A claim whose holder died is broken: at once on this
+        host (its process is gone), after `STALE_BEATS` missed heartbeats from another host (a cache on a
+        shared drive); one held longer than `hold` seconds expires."""
         cache = self._open()
         name = claim_key(key)
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        while not cache.add(name, me, expire=hold):
-            holder = cache.get(name)
-            if isinstance(holder, dict) and holder.get("host") == me["host"] and not _alive(holder.get("pid")):
-                cache.delete(name)
+        me = {"host": self._host, "pid": os.getpid(), "beat": 0}
+        watch: dict[str, Any] = {}
+        while not self._add(name, me, hold):
+            holder = self._get(name)
+            if self._abandoned(holder, watch):
+                with self._usable(), cache.transact():  # unless another waiter took it over meanwhile
+                    if cache.get(name) == holder:
+                        cache.delete(name)
                 continue
             await asyncio.sleep(0.05)
+        beating = asyncio.create_task(self._beat(name, me, hold))
         try:
             yield
         finally:
-            cache.delete(name)
+            beating.cancel()
+            with self._usable():
+                cache.delete(name)
+
+    def _add(self, name: str, holder: dict[str, Any], hold: float) -> bool:
+        with self._usable():
+            return bool(self._open().add(name, holder, expire=hold))
+
+    def _get(self, name: str) -> Any:
+        with self._usable():
+            return self._open().get(name)
+
+    async def _beat(self, name: str, me: dict[str, Any], hold: float) -> None:
+        for beat in itertools.count(1):
+            await asyncio.sleep(self._heartbeat)
+            with self._usable():
+                self._open().set(name, {**me, "beat": beat}, expire=hold)
+
+    def _abandoned(self, holder: Any, watch: dict[str, Any]) -> bool:
+        """Whether a claim's holder is gone. Another host's clock is never compared with ours: a heartbeat
+        that has not changed for `STALE_BEATS` heartbeats of our own clock is a stopped one."""
+        if not isinstance(holder, dict):
+            return False  # released just now: the next add takes it
+        if holder.get("host") == self._host:
+            return not _alive(holder.get("pid"))
+        now = self._clock()
+        seen = (holder.get("host"), holder.get("pid"), holder.get("beat"))
+        if watch.get("seen") != seen:
+            watch.update(seen=seen, since=now)
+            return False
+        return bool(now - watch["since"] > STALE_BEATS * self._heartbeat)
+
+    def _read(self, key: str) -> Any:
+        with self._usable():
+            return self._open().get(key)
+
+    def _write(self, key: str, entry: dict[str, Any]) -> None:
+        with self._usable():
+            self._open().set(key, entry)
 
     def get(self, key: str) -> JudgeVerdict | None:
-        entry = self._open().get(key)
+        entry = self._read(key)
         if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("prompt") != PROMPT_VERSION:
             return None
         try:
@@ -119,16 +260,29 @@ class VerdictCache:
             "judge": judge,
             "verdict": verdict.model_dump(mode="json"),
         }
-        self._open().set(key, entry)
+        self._write(key, entry)
 
     def get_output(self, key: str) -> str | None:
-        entry = self._open().get(key)
+        entry = self._read(key)
         if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("output"), str):
             return str(entry["output"])
         return None
 
     def set_output(self, key: str, output: str) -> None:
-        self._open().set(key, {"format": CACHE_FORMAT, "output": output})
+        self._write(key, {"format": CACHE_FORMAT, "output": output})
+
+    def get_memo(self, key: str) -> Any:
+        """A figure computed from verdicts, or None; a cache that fails here is reported once, by `broken`,
+        and never stops what only wanted a shortcut (the summary's alpha, an injection scan)."""
+        try:
+            entry = self._read(key)
+        except CacheError:
+            return None
+        return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
+
+    def set_memo(self, key: str, value: Any) -> None:
+        with contextlib.suppress(CacheError):
+            self._write(key, {"format": CACHE_FORMAT, "value": value})
 
     def close(self) -> None:
         if self._cache is not None:
@@ -174,11 +328,8 @@ class Store:
 
     def get(self, key: str) -> Any:
         """A memo, or None."""
-        if not self.reads:
-            return None
-        entry = self.cache._open().get(key)
-        return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
+        return self.cache.get_memo(key) if self.reads else None
 
     def set(self, key: str, value: Any) -> None:
         if self.writes:
-            self.cache._open().set(key, {"format": CACHE_FORMAT, "value": value})
+            self.cache.set_memo(key, value)
