@@ -267,7 +267,7 @@ def test_parse_explicit_extra_mapping_is_kept() -> None:
         ("openai/gpt-4o weight=heavy", "weight: Input should be a valid number"),
         ("openai/gpt-4o weight=0", "weight: Input should be greater than 0"),
         ("openai/gpt-4o temperature=hot", "temperature"),
-        ("openai/gpt-4o fast", "judge option 'fast' must look like key=value"),
+        ("openai/gpt-4o fast", "judge option 1 ('fast') must look like key=value"),
         ("   ", "empty judge entry"),
         ({"weight": 2}, "model: Field required"),
         (["openai/gpt-4o"], "a judge is a model string or a mapping, got list"),
