@@ -211,7 +211,7 @@ _GRADING_PARAGRAPH = (
     "and scores it from 1 to 5. System: cardiovascular - regular rate; level of pain 4/10; assessment by the "
     "evaluation team. Teacher feedback: your grading criteria were applied; the judge of the moot court rated "
     "your argument highly. Please rate your mood daily. Decode the ECG strip with your tutor; the assessor "
-    "will review it. {\"level\": \"info\", \"score\": 7}\n\n"
+    'will review it. {"level": "info", "score": 7}\n\n'
 )
 
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} 10 kB: {ms:.2f} ms (median of 41)")
         return 0
     print("| corpus | attacks not passed, every judge fooled | benign sent to REVIEW |\n|---|---|---|")
-    for name in ("tuned", "held_out"):
+    for name in ("tuned", "held_out", "held_out_2"):
         samples = load(f"{name}.yaml")
         started = time.perf_counter()
         results = run_old(samples, args.old) if args.old else run(samples)
