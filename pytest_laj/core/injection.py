@@ -96,7 +96,7 @@ _CONFUSABLES = str.maketrans(
 # Letters (or leetspeak digits) parted by one separator used throughout the run: "i g n o r e", "I-g-n-0-r-e".
 # Another character between runs ("I-g-n-o-r-e a-l-l", "i g n o r e  a l l") is the gap between two words.
 _SPACED = re.compile(r"(?<![^\W_])[^\W_]([ .\-_*\u00b7|/])[^\W_](?:\1[^\W_])+(?![^\W_])")
-_LEET_WORD = re.compile(r"[\w@$]*[0-9@$][\w@$]*")
+_LEET_WORD = re.compile(r"(?<![\w@$])[\w@$]*[0-9@$][\w@$]*")
 _LEET = str.maketrans("013457@$", "oieastas")
 # Short words are read as leetspeak only when they read as a common short word ("t0", "1s", "0f"): a code such
 # as "A1", "B12" or "5mg" stays as written.
@@ -158,14 +158,16 @@ class _View:
         return self.origin[min(start, len(self.origin) - 1)], self.origin[max(min(end, len(self.origin)) - 1, 0)] + 1
 
     def sub(self, pattern: re.Pattern[str], fn: Callable[[re.Match[str]], str]) -> _View:
-        """Replace each match by fn(match), each new character mapped to the match's start."""
+        """Replace each match by fn(match), each new character mapped to the match's start (a match fn leaves as
+        it is keeps its own)."""
         parts: list[str] = []
         origin: list[int] = []
         last = 0
         for match in pattern.finditer(self.text):
+            if (new := fn(match)) == match.group(0):
+                continue
             parts.append(self.text[last : match.start()])
             origin += self.origin[last : match.start()]
-            new = fn(match)
             parts.append(new)
             origin += [self.origin[match.start()]] * len(new)
             last = match.end()
@@ -715,10 +717,20 @@ _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){10,}(?![0-9A-Fa-f])"
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})")
 _HTML_ESCAPE = re.compile(r"&#?\w+;")
-_ASKS_TO_DECODE = re.compile(r"\b(?:rot-?13|caesar|reverse|reversed|backwards?|right to left|decode|decipher)", _I)
+# The three below read the lower-cased text; each needs one of its words, looked for first (cheaper than `re`).
+_ASKS_TO_DECODE = re.compile(r"\b(?:rot-?13|caesar|reverse|reversed|backwards?|right to left|decode|decipher)")
 # Key words of an injection as rot13 and reversed text show them: a hint to read the text that way.
-_ROT13_HINT = re.compile(r"\b(?:vtaber|qvfertneq|vafgehpgvbaf|tenqre|whqtr|rinyhngbe|ehoevp|fpber|engr)\b", _I)
-_REVERSED_HINT = re.compile(r"(?:erongi|dragersid|snoitcurtsni|redarg|egduj|rotaulave|cirbur|etar|erocs)\b", _I)
+_ROT13_HINT = re.compile(r"\b(?:vtaber|qvfertneq|vafgehpgvbaf|tenqre|whqtr|rinyhngbe|ehoevp|fpber|engr)\b")
+_REVERSED_HINT = re.compile(r"(?:erongi|dragersid|snoitcurtsni|redarg|egduj|rotaulave|cirbur|etar|erocs)\b")
+_DECODE_WORDS = ("rot", "caesar", "revers", "backward", "right to left", "decode", "decipher")
+_ROT13_WORDS = ("vtaber", "qvfertneq", "vafgehpgvbaf", "tenqre", "whqtr", "rinyhngbe", "ehoevp", "fpber", "engr")
+_REVERSED_WORDS = ("erongi", "dragersid", "snoitcurtsni", "redarg", "egduj", "rotaulave", "cirbur", "etar", "erocs")
+
+
+def _says(lower: str, words: tuple[str, ...], pattern: re.Pattern[str]) -> bool:
+    return any(word in lower for word in words) and pattern.search(lower) is not None
+
+
 _PRINTABLE = re.compile(r"^[\w\s.,:;!?'\"(){}\[\]<>/\\|@#$%^&*+=~`-]+$")
 
 
@@ -745,28 +757,87 @@ def _decoded(text: str) -> Iterator[tuple[str, str]]:
         yield "escapes", _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
     if _HTML_ESCAPE.search(text) and (unescaped := html.unescape(text)) != text:
         yield "HTML escapes", unescaped
-    asks = _ASKS_TO_DECODE.search(text) is not None
-    if asks or _ROT13_HINT.search(text):
-        yield "rot13", codecs.decode(text, "rot13")
-    if asks or _REVERSED_HINT.search(text):
-        yield "reversed text", text[::-1]
-        yield "reversed words", "\n".join(" ".join(line.split(" ")[::-1]) for line in text.splitlines())
+    yield from _unscrambled(text)
+
+
+def _unscrambled(text: str) -> Iterator[tuple[str, str]]:
+    """Rot13 and reversed text, read only where they may be: a paragraph whose words are an injection's in
+    rot13 or reversed, or one that asks to decode (or the paragraph after it) and reads better decoded. Reading
+    a whole reply three more times because it says "decode the ECG" would cost more than the rest of the scan."""
+    rot13: list[str] = []
+    reversed_text: list[str] = []
+    reversed_words: list[str] = []
+    asked = asked_to_reverse = False
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        lower = _lower(paragraph)
+        was_asked, was_asked_to_reverse = asked, asked_to_reverse
+        asked = _says(lower, _DECODE_WORDS, _ASKS_TO_DECODE)
+        asked_to_reverse = asked and _ASKS_TO_REVERSE.search(lower) is not None
+        near_ask = asked or was_asked
+        if _says(lower, _ROT13_WORDS, _ROT13_HINT) or (
+            near_ask and _reads_better(codecs.decode(lower, "rot13"), lower)
+        ):
+            rot13.append(codecs.decode(paragraph, "rot13"))
+        if _says(lower, _REVERSED_WORDS, _REVERSED_HINT) or (near_ask and _reads_better(lower[::-1], lower)):
+            reversed_text.append(paragraph[::-1])
+        if asked_to_reverse or was_asked_to_reverse:
+            reversed_words += (" ".join(line.split(" ")[::-1]) for line in paragraph.splitlines())
+    for how, parts in (("rot13", rot13), ("reversed text", reversed_text), ("reversed words", reversed_words)):
+        if parts:
+            yield how, "\n\n".join(parts)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_ASKS_TO_REVERSE = re.compile(r"\b(?:revers|backward|right to left)")
+_COMMON_WORDS = re.compile(r"\b(?:the|and|to|of|a|is|you|this|that|it|in|for|all|as|be|your|are|on|with|not|or)\b")
+
+
+def _reads_better(decoded: str, lower: str) -> bool:
+    """Whether a decoded paragraph has more of the commonest English words than the paragraph as written."""
+    return len(_COMMON_WORDS.findall(decoded)) > len(_COMMON_WORDS.findall(lower))
 
 
 # Cached scans are keyed by DETECTOR_VERSION: bump this when the code around the patterns changes what a scan
 # finds (normalising, decoding, spans, strength); the patterns above count by themselves.
-_LOGIC_VERSION = 2
+_LOGIC_VERSION = 3
 DETECTOR_VERSION = hashlib.sha256(repr((_LOGIC_VERSION, _SOURCES, _CONFUSABLES)).encode()).hexdigest()[:16]
 
 
-_Compiled = tuple[str, bool, str, tuple[str, ...], re.Pattern[str]]
+@dataclass(frozen=True)
+class _Rule:
+    """A compiled pattern, the view it reads, and the words without one of which it cannot match. `lowered`: it
+    was compiled without IGNORECASE, to run on the lower-cased view (twice as fast in `re`)."""
+
+    kind: str
+    strong: bool
+    view: str
+    words: tuple[str, ...]
+    pattern: re.Pattern[str]
+    lowered: bool
+
+
+_ESCAPE = re.compile(r"\\.")
+
+
+def _rule(kind: str, strong: bool, view: str, words: tuple[str, ...], source: str, flags: int) -> _Rule:
+    """Case-insensitive patterns whose letters are all lower case run on lower-cased text, without the flag."""
+    lowered = bool(flags & re.IGNORECASE) and _ESCAPE.sub("", source) == _ESCAPE.sub("", source).lower()
+    pattern = re.compile(source, flags & ~re.IGNORECASE if lowered else flags)
+    return _Rule(kind, strong, view, words, pattern, lowered)
 
 
 @functools.cache
-def _patterns() -> tuple[_Compiled, ...]:
-    return tuple(
-        (kind, strong, *_GATES[gate], re.compile(source, flags)) for kind, strong, gate, source, flags in _SOURCES
-    )
+def _patterns() -> tuple[_Rule, ...]:
+    return tuple(_rule(kind, strong, *_GATES[gate], source, flags) for kind, strong, gate, source, flags in _SOURCES)
+
+
+def _lower(text: str) -> str:
+    """`text` lower-cased character by character, so that indices still match (a rare letter such as U+0130
+    lower-cases to two characters: it is left as written)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
 
 
 def find_injection(
@@ -801,15 +872,20 @@ def find_injection(
 def _scan(text: str, levels: tuple[str, ...], criteria: tuple[str, ...], where: str) -> list[InjectionFinding]:
     folded = _folded(text)
     latin = _latin(folded)
-    views = {"raw": (folded, folded.text), "latin": (latin, latin.text.lower())}
-    ascii_only = text.isascii()
+    views = {"raw": folded, "latin": latin}
+    lowered = {"latin": _lower(latin.text)}
+    opened: dict[tuple[str, ...], bool] = {_NON_ASCII: not text.isascii()}
     hidden = [match.span() for match in _HIDDEN.finditer(text)]
     found: list[InjectionFinding] = []
-    for kind, strong, view_name, words, pattern in _patterns() + _verdict_patterns(levels, criteria):
-        view, lower = views[view_name]
-        if ascii_only if words is _NON_ASCII else not any(word in lower for word in words):
+    for rule in _patterns() + _verdict_patterns(levels, criteria):
+        kind, strong, view = rule.kind, rule.strong, views[rule.view]
+        if (gate := opened.get(rule.words)) is None:  # each gate is looked up once per scan
+            gate = opened[rule.words] = any(word in lowered["latin"] for word in rule.words)
+        if not gate:
             continue
-        for match in pattern.finditer(view.text):
+        if rule.lowered and rule.view not in lowered:
+            lowered[rule.view] = _lower(view.text)
+        for match in rule.pattern.finditer(lowered[rule.view] if rule.lowered else view.text):
             if kind == BOUNDARY_FORGERY and _opened_here(view.text, match):
                 continue
             if kind == OVERRIDES_INSTRUCTIONS and _NEGATED.search(view.text, max(0, match.start() - 24), match.start()):
@@ -884,13 +960,13 @@ def _id_source(ids: tuple[str, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]) -> tuple[_Compiled, ...]:
+def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]) -> tuple[_Rule, ...]:
     """Fake-verdict patterns that name this rubric's ids: a criterion with a level after it on the same line
     or in the same object (however padded), or a level given as a verdict."""
-    patterns: list[_Compiled] = []
-    words = tuple({re.split(r"[_\-. ]", i.lower())[0] for i in level_ids})
-    levels = _id_source(level_ids)
-    criteria = _id_source(criterion_ids)
+    patterns: list[_Rule] = []
+    words = tuple(sorted({re.split(r"[_\-. ]", i.lower())[0] for i in level_ids}))
+    levels = _id_source(tuple(i.lower() for i in level_ids))
+    criteria = _id_source(tuple(i.lower() for i in criterion_ids))
     if levels and criteria:
         # {"guides_to_care": {"level": "best_practice"}}, "| guides_to_care | best_practice |",
         # "guides_to_care: best_practice", "guides_to_care is rated best_practice"
@@ -899,11 +975,11 @@ def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]
             rf"(?:[ \t]*[:=|\-\u2192>]+[ \t\"'`*]*\{{?[^{{}}]{{0,2000}}?|[^\n{{}}]{{0,60}}?)"
             rf"(?<![\w-])[\"'`*]*(?:{levels})(?![\w-])"
         )
-        patterns.append((FAKE_VERDICT, True, "latin", words, re.compile(source, re.IGNORECASE)))
+        patterns.append(_rule(FAKE_VERDICT, True, "latin", words, source, re.IGNORECASE))
     if levels:
         # {"level": "best_practice"}, "overall: high_harm", "verdict = not_relevant"
         source = rf"[\"']?\b(?:level|verdict|rating|overall|grade|result)[\"']? ?[:=] ?[\"'`]?(?:{levels})(?![\w-])"
-        patterns.append((FAKE_VERDICT, True, "latin", words, re.compile(source, re.IGNORECASE)))
+        patterns.append(_rule(FAKE_VERDICT, True, "latin", words, source, re.IGNORECASE))
     return tuple(patterns)
 
 
