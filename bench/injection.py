@@ -9,6 +9,7 @@ texts are judged by honest, content-stable judges; one counts as a false positiv
     python bench/injection.py            # the current detector and engine
     python bench/injection.py --old F    # an older core/injection.py (e.g. `git show main:...`): any finding
                                          # sends to REVIEW there, and the input is not scanned
+    python bench/injection.py --speed    # scan time of find_injection on two 10 kB replies (median)
 
 Every judge answers in text and goes through the real prompt checks (parse_verdict, the check code), the real
 engine (strong findings, second opinions without weak spans) and a throwaway cache.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from pytest_laj.core.injection import find_injection
 from pytest_laj.core.models import (
     JudgeVerdict,
     Outcome,
@@ -142,11 +145,7 @@ def run(samples: list[Sample]) -> list[Result]:
 def run_old(samples: list[Sample], path: Path) -> list[Result]:
     """An older detector as the old engine used it: any finding in the output sends to REVIEW, and otherwise a
     fooled panel passes an attack; the input was not scanned."""
-    spec = importlib.util.spec_from_file_location("old_injection", path)
-    assert spec is not None and spec.loader is not None
-    old = importlib.util.module_from_spec(spec)
-    sys.modules["old_injection"] = old  # its dataclasses look their module up
-    spec.loader.exec_module(old)
+    old = _load_old(path)
     rubric = yaml.safe_load((RUBRICS / f"{RUBRIC}.yaml").read_text(encoding="utf-8"))
     levels = [level["id"] for level in rubric["levels"]]
     criteria = [criterion["id"] for criterion in rubric["criteria"]]
@@ -199,12 +198,68 @@ def by_category(results: list[Result]) -> dict[str, tuple[int, int]]:
     return {category: (good[category], total[category]) for category in total}
 
 
+# Two 10 kB replies for timing the scan: an ordinary clinical one, and one dense in the words that open the
+# expensive layers (grading, rating, rubric, review, system, level, decode).
+_BENIGN_PARAGRAPH = (
+    "Thank you for telling me how you have been feeling. It sounds like the last few weeks have been very hard, "
+    "and it makes sense that you feel worn out. Keep taking your medication as prescribed, drink plenty of water "
+    "and try to eat something small at regular times. If the pain in your chest comes back, or you feel faint, "
+    "call 999 straight away. Your GP can review the dose next week; bring a list of your questions.\n\n"
+)
+_GRADING_PARAGRAPH = (
+    "Marking scheme, unit 4: the examiner grades each answer against the rubric; a reviewer rates the essay "
+    "and scores it from 1 to 5. System: cardiovascular - regular rate; level of pain 4/10; assessment by the "
+    "evaluation team. Teacher feedback: your grading criteria were applied; the judge of the moot court rated "
+    "your argument highly. Please rate your mood daily. Decode the ECG strip with your tutor; the assessor "
+    'will review it. {"level": "info", "score": 7}\n\n'
+)
+
+
+def _ten_kb(paragraph: str) -> str:
+    return (paragraph * (10_000 // len(paragraph) + 1))[:10_000]
+
+
+def speed(find: Callable[..., Any], repeat: int = 41) -> dict[str, float]:
+    """Median milliseconds of one scan of each 10 kB reply, with the rubric's ids, warm, in this process."""
+    rubric = yaml.safe_load((RUBRICS / f"{RUBRIC}.yaml").read_text(encoding="utf-8"))
+    ids = {
+        "level_ids": [level["id"] for level in rubric["levels"]],
+        "criterion_ids": [criterion["id"] for criterion in rubric["criteria"]],
+    }
+    timings = {}
+    for name, paragraph in (("benign", _BENIGN_PARAGRAPH), ("grading-heavy", _GRADING_PARAGRAPH)):
+        text = _ten_kb(paragraph)
+        find(text, **ids)  # warm: compiled patterns
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            find(text, **ids)
+            runs.append((time.perf_counter() - started) * 1000)
+        timings[name] = statistics.median(runs)
+    return timings
+
+
+def _load_old(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("old_injection", path)
+    assert spec is not None and spec.loader is not None
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["old_injection"] = old  # its dataclasses look their module up
+    spec.loader.exec_module(old)
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", type=Path, help="measure this older core/injection.py instead")
+    parser.add_argument("--speed", action="store_true", help="time the scan of two 10 kB replies instead")
     args = parser.parse_args(argv)
+    if args.speed:
+        find = _load_old(args.old).find_injection if args.old else find_injection
+        for name, ms in speed(find).items():
+            print(f"{name} 10 kB: {ms:.2f} ms (median of 41)")
+        return 0
     print("| corpus | attacks not passed, every judge fooled | benign sent to REVIEW |\n|---|---|---|")
-    for name in ("tuned", "held_out"):
+    for name in ("tuned", "held_out", "held_out_2"):
         samples = load(f"{name}.yaml")
         started = time.perf_counter()
         results = run_old(samples, args.old) if args.old else run(samples)

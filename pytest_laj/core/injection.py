@@ -93,10 +93,37 @@ _CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁһӏԛԝвкмнтАВЕКМНОРСТХУІЈЅѵѡαβεικνοτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖρ",
     "aeopcyxijsdhlqwbkmhtABEKMHOPCTXYIJSvwabeikvotuxABEHIKMNOPTYXZp",
 )
-_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*\u00b7|]){2,}[^\W\d_](?![^\W\d_])")
-_SPACED_GAP = re.compile(r"[ .\-_*\u00b7|]")
-_LEET_WORD = re.compile(r"[\w@$]*[0-9@$][\w@$]*")
+# Letters (or leetspeak digits) parted by one separator used throughout the run: "i g n o r e", "I-g-n-0-r-e".
+# Another character between runs ("I-g-n-o-r-e a-l-l", "i g n o r e  a l l") is the gap between two words.
+_SPACED = re.compile(r"(?<![^\W_])[^\W_]([ .\-_*\u00b7|/])[^\W_](?:\1[^\W_])+(?![^\W_])")
+_LEET_WORD = re.compile(r"(?<![\w@$])[\w@$]*[0-9@$][\w@$]*")
 _LEET = str.maketrans("013457@$", "oieastas")
+# Short words are read as leetspeak only when they read as a common short word ("t0", "1s", "0f"): a code such
+# as "A1", "B12" or "5mg" stays as written.
+_SHORT_WORDS = frozenset(
+    (
+        *("a", "an", "as", "at", "be", "by", "do", "for", "he", "if", "in", "is", "it", "its", "me", "my", "no"),
+        *(
+            "not",
+            "now",
+            "of",
+            "on",
+            "or",
+            "so",
+            "the",
+            "to",
+            "up",
+            "us",
+            "we",
+            "you",
+            "all",
+            "and",
+            "are",
+            "any",
+            "out",
+        ),
+    )
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -131,14 +158,16 @@ class _View:
         return self.origin[min(start, len(self.origin) - 1)], self.origin[max(min(end, len(self.origin)) - 1, 0)] + 1
 
     def sub(self, pattern: re.Pattern[str], fn: Callable[[re.Match[str]], str]) -> _View:
-        """Replace each match by fn(match), each new character mapped to the match's start."""
+        """Replace each match by fn(match), each new character mapped to the match's start (a match fn leaves as
+        it is keeps its own)."""
         parts: list[str] = []
         origin: list[int] = []
         last = 0
         for match in pattern.finditer(self.text):
+            if (new := fn(match)) == match.group(0):
+                continue
             parts.append(self.text[last : match.start()])
             origin += self.origin[last : match.start()]
-            new = fn(match)
             parts.append(new)
             origin += [self.origin[match.start()]] * len(new)
             last = match.end()
@@ -162,16 +191,26 @@ def _folded(text: str) -> _View:
 def _latin(view: _View) -> _View:
     """Look-alikes mapped, spaced letters joined, leetspeak read: the view the Latin-script patterns see."""
     mapped = _View(view.text.translate(_CONFUSABLES), view.origin)
-    joined = mapped.sub(_SPACED, lambda m: _SPACED_GAP.sub("", m.group(0)))
+    joined = mapped.sub(_SPACED, _joined)
     return joined.sub(_LEET_WORD, _leet)
 
 
+def _joined(match: re.Match[str]) -> str:
+    """A spaced run without its separators, unless it is mostly digits ("1 2 3", "2-4-6" stay as written)."""
+    run = match.group(0)
+    letters = run[::2]
+    return letters if sum(ch.isalpha() for ch in letters) * 2 >= len(letters) else run
+
+
 def _leet(match: re.Match[str]) -> str:
-    """A word of letters and digits ("1gn0re", "pr3v10us") read as letters; numbers and codes ("B12") as
-    written unless they are mostly letters."""
+    """A word of letters and digits ("1gn0re", "pr3v10us", "t0") read as letters; numbers and codes ("B12",
+    "A1") as written unless they are mostly letters."""
     word = match.group(0)
     letters = sum(ch.isalpha() for ch in word)
-    return word.translate(_LEET) if len(word) >= 4 and letters * 2 >= len(word) else word
+    if not letters or letters * 2 < len(word):
+        return word
+    read = word.translate(_LEET)
+    return read if len(word) >= 4 or read.lower() in _SHORT_WORDS else word
 
 
 def normalise(text: str) -> str:
@@ -192,19 +231,41 @@ _AI = r"(?:ai|llm|gpt|language model|automated|automatic|model)"
 _GRADING = r"(?:grading|evaluation|evaluating|scoring|judging|rating|assessment|marking|review)"
 # Graders named so that no human reader could be meant.
 _AI_GRADER = (
-    rf"(?:{_AI} (?:{_GRADER}|reviewers?|assessors?)|(?:{_GRADER}|reviewers?|assessors?) (?:model|llm|ai|bot)s?"
+    rf"(?:{_AI} (?:{_GRADER}|reviewers?|assessors?)"
+    r"|(?:grader|judge|evaluator|rater|scorer|marker|examiner|reviewer|assessor|critic|checker|classifier|qa|"
+    r"moderation|safety) (?:model|llm|ai|bot)s?"
     rf"|{_GRADING} (?:assistant|model|llm|ai|bot|agent|system prompt)s?)"
 )
 _GRADE_VERB = r"(?:rate|grade|score|mark|classify|label|assign|output|return|ignore|disregard|evaluate|assess|judge)"
-_THE_REPLY = r"(?:this|(?:the|my|this) (?:reply|response|answer|output|message|conversation|text|transcript))\b"
+_REPLY_NOUN = r"(?:reply|replies|response|answer|output|message|conversation|text|transcript|chat|exchange|completion)"
+_THE_REPLY = rf"(?:this|(?:the|my|this) {_REPLY_NOUN})\b"
+# What is being rated, as an instruction to the grader names it: "this", "the assistant's reply", "my answer"
+_RATED = rf"(?:this|these|my|(?:the|that|your|this) (?:[\w'\u2019-]+ ){{0,2}}?{_REPLY_NOUN})\b"
+# Whoever rates, named without a grader noun: "whoever", "the person or program", "whatever system"
+_RATER = (
+    r"(?:whoever|whomever|anyone|anybody|someone|(?:the|an?|any|each|every|whichever|whatever|another) "
+    r"(?:[\w-]+ (?:or|and|/) )?(?:[\w-]+ )?(?:person|people|program|model|system|assistant|one|ai|llm|bot|tool"
+    r"|agent|reader|human|machine|software|checker|pipeline|process|classifier|critic)s?)"
+)
+_GRADES = r"(?:scor|grad|rat|evaluat|judg|assess|review|mark|check)(?:es|s|ing)"
+_GRADED = r"(?:scored|graded|rated|evaluated|judged|assessed|reviewed|marked|checked)"
+# A machine that reads the reply, as a salutation names it ("the QA model", "any machine reader", "the automated
+# safety check"); a system or check only with a word that says it grades ("the ward system" is not one).
+_MACHINE = (
+    r"(?:models?|bots?|llms?|ai|classifiers?|checkers?|machine readers?|(?:automated|automatic|ai|llm|grading"
+    r"|evaluation|scoring|rating|review|marking|judging)(?: [\w-]+){0,2}? (?:check|system|program|pipeline|filter"
+    r"|tool)s?)"
+)
 _GOOD_GRADE = (
     r"(?:safe|harmless|pass|passing|passed|compliant|acceptable|appropriate|excellent|perfect|flawless"
     r"|exemplary|best|best[ _-]practice|low[ _-]risk|no[ _-]risk|full marks|top marks|the highest)"
 )
-# Words of a rating instruction: what makes "Dear Judge, ..." a message for the grader and not for a court.
-_RATING = (
-    r"(?:\brat(?:e|ed|ing)\b|\bscor(?:e|ed|ing)\b|\bgrad(?:e|ed|ing)\b|\bverdict|\brubric|\bcriteri|best[ _]practice"
-    r"|\bfull marks|\bhighest (?:level|rating|score|mark)|\bmark (?:it|this)|\bpass(?:ing)? (?:grade|mark))"
+# An instruction to rate this reply: what makes "Dear Judge, ..." a message for the grader and not for a court
+# (which has a verdict) or a course's examiners (who grade and score).
+_RATING_THIS = (
+    r"(?:\b(?:rate|score|grade|mark|pass|approve|classify|judge) (?:this|it|my|(?:the|this) (?:reply|response|answer"
+    r"|output|message|conversation|text|transcript))\b|best[ _]practice|\bfull marks|\bhighest (?:level|rating|score"
+    r"|mark)|\bpass(?:ing)? (?:grade|mark))"
 )
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|foregoing)"
 _ORDERS = r"(?:instructions?|rules|guidelines|directions|directives|prompts?)"
@@ -213,6 +274,14 @@ _GRADING_ORDERS = (
     r"(?:rules|criteria|instructions|guidelines|rubric|guide|scale|policy))"
 )
 _FORGET = r"(?:ignore|disregard|forget|override|overrule|bypass|discard|skip)"
+_FOREIGN_FORGET = (
+    r"\b(?:ignora|ignore[nz]?|olvida|omite|ignoriere|ignorieren ?sie|vergiss|vergessen ?sie|oubliez|oublie)"
+)
+_FOREIGN_ORDERS = (
+    r"(?:las |los |les |die |d[eu]s? )?(?:\w+ )?(?:instrucciones|indicaciones|reglas|instructions|consignes|regles"
+    r"|anweisungen|instruktionen|regeln|vorgaben)(?: \w+){0,2}? ?(?:anteriores|previas|precedentes|anterieures"
+    r"|vorherigen|bisherigen|obigen|vorangegangenen|ci-dessus)?\b"
+)
 _OPEN = "[<\u2039\u3008\u27e8\u276e]"  # '<' and look-alikes NFKC leaves alone: guillemet, angle brackets
 _CLOSE = "[>\u203a\u3009\u27e9\u276f]"
 _FENCE_WORDS = r"(?:output|reply|response|input|untrusted|data|system|prompt|instructions?|user|assistant)"
@@ -238,16 +307,51 @@ _SOURCES: tuple[_Pattern, ...] = (
         _I,
     ),
     # an AI grader named outright: "AI judge", "the grading assistant", "evaluation model", "judge LLM"
-    (ADDRESSES_GRADER, True, "grader", _spaced(rf"\b(?:the |any |dear |hey )?{_AI_GRADER}\b"), _I),
+    # (a possessive talks about one - "the reviewer bot's lint rule" - and does not address it)
+    (ADDRESSES_GRADER, True, "grader", _spaced(rf"\b(?:the |any |dear |hey )?{_AI_GRADER}\b(?!['\u2019]s\b)"), _I),
     # "whoever scores this", "the model grading this reply", "anyone evaluating this response"
     (
         ADDRESSES_GRADER,
         True,
         "grader",
         _spaced(
-            rf"\b(?:whoever|whomever|anyone|anybody|(?:the |an? |any )?{_AI}s?|the (?:system|assistant|person|one)s?)"
-            r"(?: (?:who|that|which)(?:['\u2019]s| is| are)?| is| are)? (?:now |currently )?"
-            r"(?:scor|grad|rat|evaluat|judg|assess|review|mark)(?:es|s|ing)\b (?:this|these|the|my)\b"
+            rf"\b(?:{_RATER}|(?:the |an? |any )?{_AI}s?)(?: (?:who|that|which)(?:['\u2019]s| is| are)?| is| are)?"
+            rf" (?:now |currently |going to |about to )?(?:be )?{_GRADES}\b {_RATED}"
+        ),
+        _I,
+    ),
+    # "if this text is being evaluated by another model", "this reply will be scored by an AI"
+    (
+        ADDRESSES_GRADER,
+        True,
+        "grader",
+        _spaced(
+            rf"\b(?:is|are|being|was|were|gets?|will be) (?:now |currently |being )?{_GRADED} by (?:an? |the |another "
+            rf"|any |some )?(?:{_AI_GRADER}|(?:ai|llm|gpt|(?:language )?model)s?|{_GRADER})\b"
+        ),
+        _I,
+    ),
+    # A salutation to a machine: "To the rating model:", "Heads-up to the QA model reviewing transcripts:",
+    # "Quality-control note for any machine reader:", "Message to the critic model:"
+    (
+        ADDRESSES_GRADER,
+        True,
+        "machine",
+        _spaced(
+            r"(?:^|(?<=[.!?:;>(\n])) ?(?:[\w-]+ )?(?:to|for|attention|note (?:to|for)|message (?:to|for)"
+            r"|memo (?:to|for)|p\.?s\.? (?:to|for)|word (?:to|for)|heads[ -]?up (?:to|for)|reminder (?:to|for)),? "
+            rf"(?:the |any |all |our |every |whatever |whichever )?(?:[\w-]+ ){{0,3}}?{_MACHINE}"
+            r"(?: (?:who|that|which) [^\n:]{0,40}| \w+ing\b[^\n:]{0,40})? ?[:,\u2014\u2013-]"
+        ),
+        _IM,
+    ),
+    # Told in the input how to grade the reply to it: "when you grade the reply to this message"
+    (
+        ADDRESSES_GRADER,
+        True,
+        "you",
+        _spaced(
+            rf"\byou (?:grade|rate|score|evaluate|judge|mark) (?:the|my|this|your) (?:[\w'\u2019-]+ )?{_REPLY_NOUN}\b"
         ),
         _I,
     ),
@@ -269,13 +373,14 @@ _SOURCES: tuple[_Pattern, ...] = (
         ),
         _I,
     ),
-    # "Dear Judge", "to the examiner" - then a rating instruction (a letter to a court has none)
+    # "Dear Judge", "to the examiner" - then an instruction to rate this reply (a letter to a court, or to the
+    # examiners of a course, has none)
     (
         ADDRESSES_GRADER,
         True,
         "grader",
         _spaced(rf"\b(?:dear|hey|hi|hello|attention|greetings|to) (?:the |all |any |our )?{_GRADER}\b")
-        + rf"[\s\S]{{0,200}}?{_RATING}",
+        + rf"[\s\S]{{0,200}}?{_RATING_THIS}",
         _I,
     ),
     # "Judge: ignore ...", "Evaluator, rate this ..." at a sentence or line start
@@ -352,8 +457,8 @@ _SOURCES: tuple[_Pattern, ...] = (
         True,
         "grader",
         _spaced(
-            rf"\b(?:(?:the|your|this) )?{_GRADING_ORDERS} (?:has|have|was|were|is|are) (?:been |just |now )?"
-            r"(?:updated|changed|revised|replaced|amended|superseded|modified)\b"
+            rf"\b(?:(?:the|your|this) )?{_GRADING_ORDERS} (?:(?:has|have|was|were|is|are|got|just|now|since|recently"
+            r"|been|this week|today) )*(?:updated|changed|revised|replaced|amended|superseded|modified)\b"
             rf"|\b(?:updated|new|revised|amended|corrected) {_GRADING_ORDERS}\b"
         ),
         _I,
@@ -406,20 +511,18 @@ _SOURCES: tuple[_Pattern, ...] = (
         _I,
     ),
     # -- other languages: an override, or a grader told how to rate -----------------------------------------
+    # As in English, "ignore ALL (or your) previous instructions" is strong, and "please ignore the previous
+    # instructions on the leaflet" weak (ward notes say it in every language).
     (
         OVERRIDES_INSTRUCTIONS,
         True,
         "foreign",
         _spaced(
-            r"\b(?:ignora|ignore[nz]?|olvida|omite|ignoriere|ignorieren ?sie|vergiss|vergessen ?sie|oubliez|oublie)"
-            r" (?:todas |todos |toutes |tous |alle |les |las |los |die )?(?:las |los |les |die |d[eu]s? )?"
-            r"(?:\w+ )?(?:instrucciones|indicaciones|reglas|instructions|consignes|regles|anweisungen|instruktionen"
-            r"|regeln"
-            r"|vorgaben)(?: \w+){0,2}? ?(?:anteriores|previas|precedentes|anterieures|vorherigen|bisherigen|obigen"
-            r"|vorangegangenen|ci-dessus)?\b"
+            rf"{_FOREIGN_FORGET} (?:todas|todos|toutes|tous|alle|samtliche|tus|tes|vos|deine|ihre) {_FOREIGN_ORDERS}"
         ),
         _I,
     ),
+    (OVERRIDES_INSTRUCTIONS, False, "foreign", _spaced(rf"{_FOREIGN_FORGET} {_FOREIGN_ORDERS}"), _I),
     (
         ADDRESSES_GRADER,
         True,
@@ -434,7 +537,8 @@ _SOURCES: tuple[_Pattern, ...] = (
         + _spaced(
             r"(?:califica|calificar|puntua|puntuar|asigna|marca|clasifica|mejor practica|puntuacion maxima|aprueba"
             r"|bewerte|bewerten|vergib|vergeben|stufe|einstufen|hochste (?:bewertung|stufe|note)|beste praxis"
-            r"|notez|note[rz]? |attribue[rz]?|classe[rz]?|evaluez|meilleure pratique|note maximale|best[_ ]practice)"
+            r"|notez|noter|note (?:cette|ce|cet|la|comme)|attribue[rz]?|classe[rz]?|evaluez|meilleure pratique"
+            r"|note maximale|best[_ ]practice)(?!\w)"
         ),
         _I,
     ),
@@ -518,7 +622,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         True,
         "verdict_json",
         _spaced(
-            r"\{(?:[^{}]{0,400}?,)? ?[\"']?(?:rationale|verdict)[\"']? ?:"
+            r"\{(?:[^{}]{0,400}?,)? ?[\"']?rationale[\"']? ?:"
             rf"|[\"'](?:rating|grade|score|verdict|overall)[\"'] ?: ?[\"']{_GOOD_GRADE}[\"']"
         ),
         _I,
@@ -540,7 +644,7 @@ _SOURCES: tuple[_Pattern, ...] = (
         False,
         "role_line",
         r"^[ \t>*_#\-<!]*[\[(]?[ \t]*(?:system|assistant|developer|human|user|model)"
-        r"[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$)",
+        r"[ \t]*(?:[\])][ \t]*:?|[*_]*:|[*_]*$|[(\[][^)\]\n]{1,30}[)\]][ \t*_]*:)",
         _IM,
     ),
     # "developer message", "system message:", "message from the system"
@@ -557,7 +661,14 @@ _NON_ASCII = ("",)  # a raw-view gate: run when the text is not plain ASCII
 _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "grader": (
         "latin",
-        ("grad", "judg", "evaluat", "rater", "scor", "assess", "review", "examin", "marker", "rubric", "criteri"),
+        (
+            *("grad", "judg", "evaluat", "rat", "scor", "assess", "review", "examin", "mark", "rubric", "criteri"),
+            "check",
+        ),
+    ),
+    "machine": (
+        "latin",
+        (*("model", "bot", "llm", "ai", "system", "check", "classif", "filter", "pipeline", "reader", "machine"),),
     ),
     "rate": (
         "latin",
@@ -606,10 +717,20 @@ _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){10,}(?![0-9A-Fa-f])"
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})")
 _HTML_ESCAPE = re.compile(r"&#?\w+;")
-_ASKS_TO_DECODE = re.compile(r"\b(?:rot-?13|caesar|reverse|reversed|backwards?|right to left|decode|decipher)", _I)
+# The three below read the lower-cased text; each needs one of its words, looked for first (cheaper than `re`).
+_ASKS_TO_DECODE = re.compile(r"\b(?:rot-?13|caesar|reverse|reversed|backwards?|right to left|decode|decipher)")
 # Key words of an injection as rot13 and reversed text show them: a hint to read the text that way.
-_ROT13_HINT = re.compile(r"\b(?:vtaber|qvfertneq|vafgehpgvbaf|tenqre|whqtr|rinyhngbe|ehoevp|fpber|engr)\b", _I)
-_REVERSED_HINT = re.compile(r"(?:erongi|dragersid|snoitcurtsni|redarg|egduj|rotaulave|cirbur|etar|erocs)\b", _I)
+_ROT13_HINT = re.compile(r"\b(?:vtaber|qvfertneq|vafgehpgvbaf|tenqre|whqtr|rinyhngbe|ehoevp|fpber|engr)\b")
+_REVERSED_HINT = re.compile(r"(?:erongi|dragersid|snoitcurtsni|redarg|egduj|rotaulave|cirbur|etar|erocs)\b")
+_DECODE_WORDS = ("rot", "caesar", "revers", "backward", "right to left", "decode", "decipher")
+_ROT13_WORDS = ("vtaber", "qvfertneq", "vafgehpgvbaf", "tenqre", "whqtr", "rinyhngbe", "ehoevp", "fpber", "engr")
+_REVERSED_WORDS = ("erongi", "dragersid", "snoitcurtsni", "redarg", "egduj", "rotaulave", "cirbur", "etar", "erocs")
+
+
+def _says(lower: str, words: tuple[str, ...], pattern: re.Pattern[str]) -> bool:
+    return any(word in lower for word in words) and pattern.search(lower) is not None
+
+
 _PRINTABLE = re.compile(r"^[\w\s.,:;!?'\"(){}\[\]<>/\\|@#$%^&*+=~`-]+$")
 
 
@@ -636,28 +757,87 @@ def _decoded(text: str) -> Iterator[tuple[str, str]]:
         yield "escapes", _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
     if _HTML_ESCAPE.search(text) and (unescaped := html.unescape(text)) != text:
         yield "HTML escapes", unescaped
-    asks = _ASKS_TO_DECODE.search(text) is not None
-    if asks or _ROT13_HINT.search(text):
-        yield "rot13", codecs.decode(text, "rot13")
-    if asks or _REVERSED_HINT.search(text):
-        yield "reversed text", text[::-1]
-        yield "reversed words", "\n".join(" ".join(line.split(" ")[::-1]) for line in text.splitlines())
+    yield from _unscrambled(text)
+
+
+def _unscrambled(text: str) -> Iterator[tuple[str, str]]:
+    """Rot13 and reversed text, read only where they may be: a paragraph whose words are an injection's in
+    rot13 or reversed, or one that asks to decode (or the paragraph after it) and reads better decoded. Reading
+    a whole reply three more times because it says "decode the ECG" would cost more than the rest of the scan."""
+    rot13: list[str] = []
+    reversed_text: list[str] = []
+    reversed_words: list[str] = []
+    asked = asked_to_reverse = False
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        lower = _lower(paragraph)
+        was_asked, was_asked_to_reverse = asked, asked_to_reverse
+        asked = _says(lower, _DECODE_WORDS, _ASKS_TO_DECODE)
+        asked_to_reverse = asked and _ASKS_TO_REVERSE.search(lower) is not None
+        near_ask = asked or was_asked
+        if _says(lower, _ROT13_WORDS, _ROT13_HINT) or (
+            near_ask and _reads_better(codecs.decode(lower, "rot13"), lower)
+        ):
+            rot13.append(codecs.decode(paragraph, "rot13"))
+        if _says(lower, _REVERSED_WORDS, _REVERSED_HINT) or (near_ask and _reads_better(lower[::-1], lower)):
+            reversed_text.append(paragraph[::-1])
+        if asked_to_reverse or was_asked_to_reverse:
+            reversed_words += (" ".join(line.split(" ")[::-1]) for line in paragraph.splitlines())
+    for how, parts in (("rot13", rot13), ("reversed text", reversed_text), ("reversed words", reversed_words)):
+        if parts:
+            yield how, "\n\n".join(parts)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_ASKS_TO_REVERSE = re.compile(r"\b(?:revers|backward|right to left)")
+_COMMON_WORDS = re.compile(r"\b(?:the|and|to|of|a|is|you|this|that|it|in|for|all|as|be|your|are|on|with|not|or)\b")
+
+
+def _reads_better(decoded: str, lower: str) -> bool:
+    """Whether a decoded paragraph has more of the commonest English words than the paragraph as written."""
+    return len(_COMMON_WORDS.findall(decoded)) > len(_COMMON_WORDS.findall(lower))
 
 
 # Cached scans are keyed by DETECTOR_VERSION: bump this when the code around the patterns changes what a scan
 # finds (normalising, decoding, spans, strength); the patterns above count by themselves.
-_LOGIC_VERSION = 2
+_LOGIC_VERSION = 3
 DETECTOR_VERSION = hashlib.sha256(repr((_LOGIC_VERSION, _SOURCES, _CONFUSABLES)).encode()).hexdigest()[:16]
 
 
-_Compiled = tuple[str, bool, str, tuple[str, ...], re.Pattern[str]]
+@dataclass(frozen=True)
+class _Rule:
+    """A compiled pattern, the view it reads, and the words without one of which it cannot match. `lowered`: it
+    was compiled without IGNORECASE, to run on the lower-cased view (twice as fast in `re`)."""
+
+    kind: str
+    strong: bool
+    view: str
+    words: tuple[str, ...]
+    pattern: re.Pattern[str]
+    lowered: bool
+
+
+_ESCAPE = re.compile(r"\\.")
+
+
+def _rule(kind: str, strong: bool, view: str, words: tuple[str, ...], source: str, flags: int) -> _Rule:
+    """Case-insensitive patterns whose letters are all lower case run on lower-cased text, without the flag."""
+    lowered = bool(flags & re.IGNORECASE) and _ESCAPE.sub("", source) == _ESCAPE.sub("", source).lower()
+    pattern = re.compile(source, flags & ~re.IGNORECASE if lowered else flags)
+    return _Rule(kind, strong, view, words, pattern, lowered)
 
 
 @functools.cache
-def _patterns() -> tuple[_Compiled, ...]:
-    return tuple(
-        (kind, strong, *_GATES[gate], re.compile(source, flags)) for kind, strong, gate, source, flags in _SOURCES
-    )
+def _patterns() -> tuple[_Rule, ...]:
+    return tuple(_rule(kind, strong, *_GATES[gate], source, flags) for kind, strong, gate, source, flags in _SOURCES)
+
+
+def _lower(text: str) -> str:
+    """`text` lower-cased character by character, so that indices still match (a rare letter such as U+0130
+    lower-cases to two characters: it is left as written)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
 
 
 def find_injection(
@@ -692,15 +872,20 @@ def find_injection(
 def _scan(text: str, levels: tuple[str, ...], criteria: tuple[str, ...], where: str) -> list[InjectionFinding]:
     folded = _folded(text)
     latin = _latin(folded)
-    views = {"raw": (folded, folded.text), "latin": (latin, latin.text.lower())}
-    ascii_only = text.isascii()
+    views = {"raw": folded, "latin": latin}
+    lowered = {"latin": _lower(latin.text)}
+    opened: dict[tuple[str, ...], bool] = {_NON_ASCII: not text.isascii()}
     hidden = [match.span() for match in _HIDDEN.finditer(text)]
     found: list[InjectionFinding] = []
-    for kind, strong, view_name, words, pattern in _patterns() + _verdict_patterns(levels, criteria):
-        view, lower = views[view_name]
-        if ascii_only if words is _NON_ASCII else not any(word in lower for word in words):
+    for rule in _patterns() + _verdict_patterns(levels, criteria):
+        kind, strong, view = rule.kind, rule.strong, views[rule.view]
+        if (gate := opened.get(rule.words)) is None:  # each gate is looked up once per scan
+            gate = opened[rule.words] = any(word in lowered["latin"] for word in rule.words)
+        if not gate:
             continue
-        for match in pattern.finditer(view.text):
+        if rule.lowered and rule.view not in lowered:
+            lowered[rule.view] = _lower(view.text)
+        for match in rule.pattern.finditer(lowered[rule.view] if rule.lowered else view.text):
             if kind == BOUNDARY_FORGERY and _opened_here(view.text, match):
                 continue
             if kind == OVERRIDES_INSTRUCTIONS and _NEGATED.search(view.text, max(0, match.start() - 24), match.start()):
@@ -775,13 +960,13 @@ def _id_source(ids: tuple[str, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]) -> tuple[_Compiled, ...]:
+def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]) -> tuple[_Rule, ...]:
     """Fake-verdict patterns that name this rubric's ids: a criterion with a level after it on the same line
     or in the same object (however padded), or a level given as a verdict."""
-    patterns: list[_Compiled] = []
-    words = tuple({re.split(r"[_\-. ]", i.lower())[0] for i in level_ids})
-    levels = _id_source(level_ids)
-    criteria = _id_source(criterion_ids)
+    patterns: list[_Rule] = []
+    words = tuple(sorted({re.split(r"[_\-. ]", i.lower())[0] for i in level_ids}))
+    levels = _id_source(tuple(i.lower() for i in level_ids))
+    criteria = _id_source(tuple(i.lower() for i in criterion_ids))
     if levels and criteria:
         # {"guides_to_care": {"level": "best_practice"}}, "| guides_to_care | best_practice |",
         # "guides_to_care: best_practice", "guides_to_care is rated best_practice"
@@ -790,11 +975,11 @@ def _verdict_patterns(level_ids: tuple[str, ...], criterion_ids: tuple[str, ...]
             rf"(?:[ \t]*[:=|\-\u2192>]+[ \t\"'`*]*\{{?[^{{}}]{{0,2000}}?|[^\n{{}}]{{0,60}}?)"
             rf"(?<![\w-])[\"'`*]*(?:{levels})(?![\w-])"
         )
-        patterns.append((FAKE_VERDICT, True, "latin", words, re.compile(source, re.IGNORECASE)))
+        patterns.append(_rule(FAKE_VERDICT, True, "latin", words, source, re.IGNORECASE))
     if levels:
         # {"level": "best_practice"}, "overall: high_harm", "verdict = not_relevant"
         source = rf"[\"']?\b(?:level|verdict|rating|overall|grade|result)[\"']? ?[:=] ?[\"'`]?(?:{levels})(?![\w-])"
-        patterns.append((FAKE_VERDICT, True, "latin", words, re.compile(source, re.IGNORECASE)))
+        patterns.append(_rule(FAKE_VERDICT, True, "latin", words, source, re.IGNORECASE))
     return tuple(patterns)
 
 
