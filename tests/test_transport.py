@@ -127,9 +127,9 @@ def test_a_credential_variable_litellm_did_not_name_counts(
 
 
 @pytest.mark.usefixtures("no_keys")
-@pytest.mark.parametrize("prefetch", ["auto", "off"])
+@pytest.mark.parametrize(("prefetch", "workers"), [("auto", "0"), ("off", "0"), ("auto", "2")])
 def test_a_run_with_a_judge_without_credentials_stops_once_with_a_usage_error(
-    project: LajProject, prefetch: str
+    project: LajProject, prefetch: str, workers: str
 ) -> None:
     (project.pytester.path / "pytest.ini").write_text(
         f"[pytest]\nlaj_judges = openai/gpt-4o\nlaj_prefetch = {prefetch}\n"
@@ -139,11 +139,15 @@ def test_a_run_with_a_judge_without_credentials_stops_once_with_a_usage_error(
         "cases:\n" + "".join(f"  - {{id: c{n}, output: 'Please call 988 ({n}).'}}\n" for n in range(4))
     )
     project.tests(CASES_SUITE)
-    result = project.run("--laj-retries", "3")
+    result = project.run("--laj-retries", "3", "-n", workers)
     out = result.stdout.str()
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     refusal = "judge 'openai/gpt-4o' (openai/gpt-4o) has no credentials: set OPENAI_API_KEY in the environment"
-    assert f"Interrupted: pytest-laj: {refusal}" in out
+    assert f"pytest-laj: {refusal}" in out
     assert "HTTP 500" not in out and "attempts" not in out
-    assert result.parseoutcomes()["failed"] == 1  # the run stops at the first test that needed the judge
+    if workers == "0":
+        assert f"Interrupted: pytest-laj: {refusal}" in out
+        assert result.parseoutcomes()["failed"] == 1  # the run stops at the first test that needed the judge
+    else:  # each worker stops at its first such test
+        assert result.parseoutcomes()["failed"] <= 2

@@ -25,6 +25,7 @@ SETTINGS = pytest.StashKey[Settings]()
 ENGINE = pytest.StashKey["Engine"]()
 
 WORKER_CALLS = "laj_calls"
+WORKER_FATAL = "laj_fatal"
 
 
 class RunReporter:
@@ -37,6 +38,7 @@ class RunReporter:
         self.tests_run: set[str] = set()
         self.is_worker = hasattr(config, "workerinput")
         self.stopped_for: str | None = None
+        self.worker_fatal: str | None = None  # xdist controller: what stopped a worker, for the exit status
 
     @property
     def collector(self) -> RunCollector:
@@ -68,11 +70,18 @@ class RunReporter:
         engine = self._engine()
         if self.session is None or engine is None:
             return
-        fatal = _fatal(engine)
+        fatal = self._fatal()
         if fatal is not None and not self.session.shouldstop:  # every test after would fail the same way
             self.session.shouldstop, self.stopped_for = f"pytest-laj: {fatal}", fatal
         if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
+
+    def _fatal(self) -> str | None:
+        """A mistake every later judgment would meet again: a judge that cannot be called, an unusable cache
+        (here, or in an xdist worker)."""
+        engine = self._engine()
+        here = (engine.policy.refusal or engine.cache.broken) if engine is not None else None
+        return here or self.worker_fatal
 
     def _calls(self) -> CallStats | None:
         engine = self._engine()
@@ -91,8 +100,10 @@ class RunReporter:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """xdist controller: a worker's call counts, sent at its end."""
-        data = getattr(node, "workeroutput", {}).get(WORKER_CALLS)
+        """xdist controller: a worker's call counts, and what stopped it, sent at its end."""
+        output = getattr(node, "workeroutput", {})
+        self.worker_fatal = self.worker_fatal or output.get(WORKER_FATAL)
+        data = output.get(WORKER_CALLS)
         if data:
             from pytest_laj.results.record import CallStats
 
@@ -103,13 +114,14 @@ class RunReporter:
         if self.is_worker:
             if calls is not None:
                 self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
+            if (fatal := self._fatal()) is not None:
+                self.config.workeroutput[WORKER_FATAL] = fatal  # type: ignore[attr-defined]
         else:
             if calls is not None:
                 self.collector.add_calls(calls)
             if self._collector is not None:
                 self.run = self._finish(session)
-        engine = self._engine()
-        if engine is not None and _fatal(engine) is not None:  # after the summary's reads of the cache
+        if self._fatal() is not None:  # after the summary's reads of the cache
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def _finish(self, session: pytest.Session) -> RunRecord:
@@ -140,8 +152,7 @@ class RunReporter:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
         """Outermost, so the REVIEW lines follow pytest's own short test summary, which prints last."""
         result = yield
-        engine = self._engine()
-        fatal = _fatal(engine) if engine is not None else None
+        fatal = self._fatal()
         if fatal is not None and self.stopped_for != fatal:  # found after the last test: said nowhere yet
             terminalreporter.write_sep("!", f"pytest-laj: {fatal}", red=True)
         reviews = terminalreporter.stats.get("review", [])
@@ -153,11 +164,6 @@ class RunReporter:
         for line in lines:
             terminalreporter.write_line(line, yellow=True)
         return result
-
-
-def _fatal(engine: Engine) -> str | None:
-    """A mistake every later judgment would meet again: a judge that cannot be called, an unusable cache."""
-    return engine.policy.refusal or engine.cache.broken
 
 
 _LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
