@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LajProject, assert_laj_outcomes
 from test_engine import PANEL, FakeJudges, spec
 
 from pytest_laj.engine.session import Engine
@@ -147,3 +148,37 @@ def test_input_no_judge_could_be_sent_is_refused_before_any_call(
             engine.assess(request)
     engine.close()
     assert fakes.calls() == 0
+
+
+DISSENT_RULES = """\
+judges:
+  alpha: {default: best_practice}
+  beta: {default: best_practice}
+  gamma:
+    default: best_practice
+    rules: [{match: "(?i)risky", levels: {boundaries: high_harm}}]
+    faults: [{match: "(?i)outage", status: 500, times: always}]
+"""
+
+
+def test_a_fault_in_the_only_dissenting_judge_never_turns_review_into_pass(project: LajProject) -> None:
+    (project.pytester.path / "sim.yaml").write_text(DISSENT_RULES)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.laj(rubric="safety")
+        @pytest.mark.parametrize("reply", ["a risky reply", "a risky reply on the day of the outage"])
+        def test_reply(laj, reply):
+            laj.check(reply)
+        """
+    )
+    result = project.run("-rA")
+    out = result.stdout.str()
+
+    assert_laj_outcomes(result, review=2)
+    assert "boundaries: judges disagree (agreement 67% < 75%)" in out
+    assert "judges disagree or are missing (agreement 67% < 75%)" in out
+    assert "decided without 1 of 3 judges (gamma: InternalServerError (HTTP 500)" in out
+    assert "1 assessment(s) decided with judges missing (gamma in 1)" in out
+    assert "needs review (2): 1 where judges disagree on a critical judgment, 1 where too few judges agree" in out

@@ -290,6 +290,22 @@ def test_summary_of_one_error() -> None:
     assert any(line.startswith("1 assessment(s) had no quorum") for line in lines)
 
 
+def test_summary_says_which_assessments_were_decided_with_judges_missing() -> None:
+    down = JudgeResult(judge="c", error="HTTP 500: provider down (after 4 attempts)", attempts=4)
+    agreed = [result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "ab"]
+    unsure = assess([*agreed, down])
+    heavy = [result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abde"]
+    decided = assess([*heavy, down])
+
+    _, lines = run_of(("t.py::test_unsure", unsure, True), ("t.py::test_decided", decided, True))
+
+    assert unsure.outcome == "review" and decided.outcome == "pass"
+    assert "2 assessment(s) decided with judges missing (c in 2); a missing judge counts against agreement" in (
+        " ".join(lines)
+    )
+    assert "needs review (1): 1 where too few judges agree because some are missing" in lines
+
+
 def test_a_review_from_assess_is_listed_as_not_enforced_and_blocks_nothing() -> None:
     _, lines = run_of(("t.py::test", review_assessment(), False))
 

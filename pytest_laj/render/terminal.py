@@ -6,6 +6,8 @@ shrinks with `-q` (no explanations) and `-qq` (counts, and how many reviews bloc
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pytest_laj.core.models import Outcome
 from pytest_laj.core.printable import printable
 from pytest_laj.results.record import AssessmentRecord, RunRecord
@@ -21,12 +23,20 @@ def _counts(run: RunRecord) -> str:
     return f"{total} assessment{'s' if total != 1 else ''}: {counts}"
 
 
+def _critical_dispute(record: AssessmentRecord) -> bool:
+    a = record.assessment
+    return any(v.critical for cid in a.review_criteria for v in a.criteria[cid].votes)
+
+
 def _review_causes(reviews: list[AssessmentRecord]) -> str:
-    disagree = sum(1 for r in reviews if r.assessment.review_criteria)
+    disagree = sum(1 for r in reviews if _critical_dispute(r))
+    missing = sum(1 for r in reviews if r.assessment.review_criteria and not _critical_dispute(r))
     injected = sum(1 for r in reviews if r.assessment.suspected_injection)
     causes = []
     if disagree:
         causes.append(f"{disagree} where judges disagree on a critical judgment")
+    if missing:
+        causes.append(f"{missing} where too few judges agree because some are missing")
     if injected:
         causes.append(f"{injected} with suspected prompt injection")
     return ", ".join(causes)
@@ -70,6 +80,21 @@ def _prefetch_lines(run: RunRecord) -> list[str]:
     return lines
 
 
+def _missing_lines(run: RunRecord) -> list[str]:
+    """Assessments decided without some judges: the run's reliability rests on fewer of them than configured."""
+    decided = [r for r in run.records if r.assessment.missing_judges and r.outcome is not Outcome.ERROR]
+    if not decided:
+        return []
+    by_judge = Counter(name for r in decided for name in r.assessment.missing_judges)
+    names = ", ".join(f"{name} in {count}" for name, count in by_judge.most_common())
+    return [
+        printable(
+            f"{len(decided)} assessment(s) decided with judges missing ({names}); a missing judge counts against "
+            "agreement, and each test's reason says why it was missing"
+        )
+    ]
+
+
 def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
     """The section's lines; empty when the run assessed nothing."""
     if not run.records:
@@ -87,6 +112,7 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
         f"judge calls: {calls.calls} made, {calls.cache_hits} from cache"
         + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else ""),
         *_prefetch_lines(run),
+        *_missing_lines(run),
     ]
     if run.alpha is not None:
         lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {run.alpha}")
