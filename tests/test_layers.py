@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_laj"
 
 # Lowest first. A top-level module is its own layer; a subpackage is one layer.
-LAYERS = ["errors", "core", "simulator", "judges", "store", "engine", "results", "render", "plugin"]
+LAYERS = ["errors", "core", "simulator", "judges", "store", "engine", "results", "render", "cli", "plugin"]
 ABOVE_ALL = {"pytest_laj"}  # the package's public names, resolved lazily from every layer
 PYTEST_LAYERS = {"plugin"}
 

@@ -164,6 +164,7 @@ def aggregate(
     return Assessment(
         rubric=rubric.id,
         rubric_version=rubric.version,
+        rubric_fingerprint=rubric.fingerprint(),
         outcome=outcome,
         reason=reason,
         score=score,

@@ -60,9 +60,14 @@ class JudgeResult(BaseModel):
     weight: float = 1.0
     verdict: JudgeVerdict | None = None
     error: str | None = None
+    error_kind: str | None = Field(
+        default=None,
+        description="what kind of failure: timeout, invalid_verdict, budget, replay_miss, or the error type",
+    )
     cached: bool = False
     attempts: int = 0
     cost_usd: float = 0.0
+    latency_s: float | None = Field(default=None, description="wall time of this judge's calls, retries included")
     budget_exhausted: bool = False
 
     @property
@@ -106,6 +111,7 @@ class Assessment(BaseModel):
     )
     rubric: str
     rubric_version: str
+    rubric_fingerprint: str = Field(default="", description="a hash of the rubric's content")
     outcome: Outcome
     reason: str
     score: float

@@ -9,9 +9,13 @@ from enum import Enum
 
 __all__ = [
     "CACHE_MODE_HELP",
+    "GATE_MODE_HELP",
+    "GITHUB_MODE_HELP",
     "PREFETCH_MODE_HELP",
     "REVIEW_MODE_HELP",
     "CacheMode",
+    "GateMode",
+    "GithubMode",
     "PrefetchMode",
     "ReviewMode",
 ]
@@ -78,4 +82,33 @@ PREFETCH_MODE_HELP = {
     PrefetchMode.AUTO: "judge every selected test's case (a cases() parameter) up front, concurrently; each test "
     "collects its own assessment (default; not under xdist, where workers judge as they go)",
     PrefetchMode.OFF: "judge each output when its test calls laj.check",
+}
+
+
+class GithubMode(_Mode):
+    """Whether the run writes a GitHub Actions job summary and annotations."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+GITHUB_MODE_HELP = {
+    GithubMode.AUTO: "when GITHUB_ACTIONS=true (default)",
+    GithubMode.ON: "always: the job summary goes to $GITHUB_STEP_SUMMARY, annotations to standard output",
+    GithubMode.OFF: "never",
+}
+
+
+class GateMode(_Mode):
+    """What fails the run: every failing assessment, or only what got worse than the baseline."""
+
+    ALL = "all"
+    REGRESSIONS = "regressions"
+
+
+GATE_MODE_HELP = {
+    GateMode.ALL: "every FAIL, ERROR and blocking REVIEW fails its test (default)",
+    GateMode.REGRESSIONS: "with --laj-compare: an assessment the baseline already had at the same or a worse "
+    "outcome is a known failure and does not fail its test; anything worse than the baseline does",
 }

@@ -107,6 +107,7 @@ class Rater:
                 judge=judge.name,
                 weight=judge.weight,
                 error=f"replay mode: no cached verdict from this judge for this output (key {key[:12]})",
+                error_kind="replay_miss",
             )
         if not self.store.reads:
             return self._keep(key, await self._ask(panel, judge, request))

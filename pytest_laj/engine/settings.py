@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_laj.core.modes import CacheMode, PrefetchMode, ReviewMode
+from pytest_laj.core.modes import CacheMode, GateMode, GithubMode, PrefetchMode, ReviewMode
 
 if TYPE_CHECKING:  # pydantic models: a run that configures no judge never imports them
     from pytest_laj.judges.base import JudgeSpec
@@ -33,3 +33,12 @@ class Settings:
     max_chars: int = 100_000
     run_id: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
+    # What the run leaves behind: reports, a baseline, and what a comparison with one may fail.
+    report: Path | None = None
+    html: Path | None = None
+    github: GithubMode = GithubMode.AUTO
+    save: str | None = None
+    compare: str | None = None
+    compare_fail: str | None = None
+    gate: GateMode = GateMode.ALL
+    baseline_dir: Path = field(default_factory=lambda: Path(".laj") / "baselines")

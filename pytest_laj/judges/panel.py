@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -95,22 +96,27 @@ class Panel:
                     policy.prepared.add(id(judge))
             if id(judge) in policy.refused:  # a new error each time: one raised twice would share a traceback
                 raise UsageError(policy.refused[id(judge)])
-        attempt, cost, repaired = 0, 0.0, False
+        attempt, cost, repaired, spent = 0, 0.0, False, 0.0  # spent: seconds in calls, not queued or backing off
         while True:
             attempt += 1
             try:
                 policy.budget.reserve_call()
                 async with policy.judge_limit(judge), policy.limiter:
-                    verdict = await asyncio.wait_for(judge.rate(request), policy.timeout)
+                    started = time.monotonic()
+                    try:
+                        verdict = await asyncio.wait_for(judge.rate(request), policy.timeout)
+                    finally:
+                        spent += time.monotonic() - started
                 problem = verdict_problem(verdict, request)  # whichever judge answered, custom ones too
                 if problem is not None:
                     raise InvalidVerdict(problem, cost_usd=verdict.cost_usd)
                 cost += verdict.cost_usd or 0.0
                 policy.budget.spend(verdict.cost_usd)
-                return result.model_copy(update={"verdict": verdict, "attempts": attempt, "cost_usd": cost})
+                update = {"verdict": verdict, "attempts": attempt, "cost_usd": cost, "latency_s": spent}
+                return result.model_copy(update=update)
             except BudgetExhausted as error:
                 update = {"error": str(error), "attempts": attempt - 1, "cost_usd": cost, "budget_exhausted": True}
-                return result.model_copy(update=update)
+                return result.model_copy(update={**update, "error_kind": "budget", "latency_s": spent})
             except InvalidVerdict as error:
                 cost += error.cost_usd or 0.0
                 policy.budget.spend(error.cost_usd)
@@ -120,7 +126,8 @@ class Panel:
                 reason = redact(
                     f"invalid verdict{' after a repair re-ask' if repaired else ''}: {error}", judge.secrets()
                 )
-                return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
+                update = {"error": reason, "attempts": attempt, "cost_usd": cost, "latency_s": spent}
+                return result.model_copy(update={**update, "error_kind": "invalid_verdict"})
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -128,5 +135,7 @@ class Panel:
                 if attempt > policy.retry.retries or not judge.is_transient(error):
                     if attempt > 1:
                         reason += f" (after {attempt} attempts)"
-                    return result.model_copy(update={"error": reason, "attempts": attempt, "cost_usd": cost})
+                    kind = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+                    update = {"error": reason, "attempts": attempt, "cost_usd": cost, "latency_s": spent}
+                    return result.model_copy(update={**update, "error_kind": kind})
                 await asyncio.sleep(policy.retry.delay(attempt, judge.retry_after(error)))

@@ -201,4 +201,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         reviews_section(terminalreporter)
     reporter = config.pluginmanager.get_plugin("laj-run")
     if isinstance(reporter, RunReporter) and reporter.run is not None:
-        summary_section(terminalreporter, reporter.run)
+        summary_section(terminalreporter, reporter)

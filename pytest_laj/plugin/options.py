@@ -20,9 +20,13 @@ import pytest
 
 from pytest_laj.core.modes import (
     CACHE_MODE_HELP,
+    GATE_MODE_HELP,
+    GITHUB_MODE_HELP,
     PREFETCH_MODE_HELP,
     REVIEW_MODE_HELP,
     CacheMode,
+    GateMode,
+    GithubMode,
     PrefetchMode,
     ReviewMode,
 )
@@ -133,6 +137,7 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="Retries of a judge call after a transient failure (default 3).",
     )
+    _add_report_options(group)
     parser.addini("laj_judges", "Judges, one litellm model string (with key=value options) per line.", "linelist")
     parser.addini("laj_simulate", "Simulator rules file (relative to the ini file), or 'off'.", "string")
     parser.addini("laj_cache", "Verdict cache mode: " + ", ".join(m.value for m in CacheMode), "string")
@@ -148,6 +153,74 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("laj_max_calls", "At most this many judge calls per run.", "string")
     parser.addini("laj_max_cost", "Stop calling judges once this many USD are spent.", "string")
     parser.addini("laj_max_chars", "Longest output or input judged, in characters (default 100000).", "string")
+    parser.addini("laj_report", "Write the run's JSON report here (relative to the rootdir).", "string")
+    parser.addini("laj_html", "Write the run's HTML dashboard here (relative to the rootdir).", "string")
+    parser.addini("laj_github", "GitHub Actions job summary and annotations: auto, on, off.", "string")
+    parser.addini("laj_compare", "Compare every run with this baseline (a name or a path).", "string")
+    parser.addini("laj_compare_fail", "Which changes against the baseline fail the run, e.g. 'outcome'.", "string")
+    parser.addini("laj_gate", "What fails the run: " + ", ".join(m.value for m in GateMode), "string")
+    parser.addini("laj_baseline_dir", "Where baselines are kept (default .laj/baselines under the rootdir).", "string")
+
+
+def _add_report_options(group: pytest.OptionGroup) -> None:
+    """What a run leaves behind for people and for the next run: reports, job summary, baselines."""
+    group.addoption(
+        "--laj-report",
+        dest="laj_report",
+        metavar="PATH",
+        default=None,
+        help="Write the run's JSON report to PATH (env LAJ_REPORT, ini laj_report). Every run also writes "
+        "<cache dir>/last-run.json unless the cache is off.",
+    )
+    group.addoption(
+        "--laj-html",
+        dest="laj_html",
+        metavar="PATH",
+        default=None,
+        help="Write a self-contained HTML dashboard of the run to PATH (env LAJ_HTML, ini laj_html).",
+    )
+    group.addoption(
+        "--laj-github",
+        dest="laj_github",
+        choices=[m.value for m in GithubMode],
+        default=None,
+        help=_mode_help(
+            "GitHub Actions job summary and annotations (env LAJ_GITHUB, ini laj_github):", GITHUB_MODE_HELP
+        ),
+    )
+    group.addoption(
+        "--laj-save",
+        dest="laj_save",
+        metavar="NAME",
+        default=None,
+        help="Save this run's report as baseline NAME (under laj_baseline_dir, default .laj/baselines). Env LAJ_SAVE.",
+    )
+    group.addoption(
+        "--laj-compare",
+        dest="laj_compare",
+        metavar="NAME_OR_PATH",
+        nargs="?",
+        const="latest",
+        default=None,
+        help="Compare this run with a baseline: a saved NAME, a report PATH, or (no value) the newest saved one. "
+        "Env LAJ_COMPARE, ini laj_compare.",
+    )
+    group.addoption(
+        "--laj-compare-fail",
+        dest="laj_compare_fail",
+        metavar="EXPR",
+        default=None,
+        help="With --laj-compare, fail the run on these changes, comma-separated: 'outcome' (any worse outcome), "
+        "'score:D' (a score up by more than D), 'agreement:D' (agreement down by more than D). "
+        "Env LAJ_COMPARE_FAIL, ini laj_compare_fail.",
+    )
+    group.addoption(
+        "--laj-gate",
+        dest="laj_gate",
+        choices=[m.value for m in GateMode],
+        default=None,
+        help=_mode_help("What fails the run (env LAJ_GATE, ini laj_gate):", GATE_MODE_HELP),
+    )
 
 
 class OptionError(UsageError):
@@ -177,7 +250,33 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         max_chars=_number(int, config, "laj_max_chars", environ, 100_000, minimum=1),
         run_id=getattr(config, "workerinput", {}).get("testrunuid"),
         base_dir=root,
+        report=_output_path(config, "laj_report", "LAJ_REPORT", environ),
+        html=_output_path(config, "laj_html", "LAJ_HTML", environ),
+        github=_enum(GithubMode, _pick(config, "laj_github", "LAJ_GITHUB", environ) or "auto", "laj_github"),
+        save=_pick_cli_env(config, "laj_save", "LAJ_SAVE", environ),
+        compare=_pick(config, "laj_compare", "LAJ_COMPARE", environ),
+        compare_fail=_pick(config, "laj_compare_fail", "LAJ_COMPARE_FAIL", environ),
+        gate=_enum(GateMode, _pick(config, "laj_gate", "LAJ_GATE", environ) or "all", "laj_gate"),
+        baseline_dir=root / (str(config.getini("laj_baseline_dir") or "").strip() or ".laj/baselines"),
     )
+
+
+def _output_path(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> Path | None:
+    """Like --junitxml: a path on the command line or in the environment is relative to where pytest was run,
+    one in the ini file to the rootdir."""
+    for given in (config.getoption(name), environ.get(env, "").strip()):
+        if given:
+            return config.invocation_params.dir / str(given)
+    ini = str(config.getini(name) or "").strip()
+    return config.rootpath / ini if ini else None
+
+
+def _pick_cli_env(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> str | None:
+    """An option with no ini form: saving a baseline is a decision for one run, not for every run."""
+    cli = config.getoption(name)
+    if cli not in (None, ""):
+        return str(cli)
+    return environ.get(env, "").strip() or None
 
 
 def _pick(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> str | None:

@@ -7,10 +7,12 @@ Registered as a plugin object at configure, after pytest-xdist's `DSession` and 
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_laj.core.modes import CacheMode
 from pytest_laj.engine.settings import Settings
 from pytest_laj.plugin import outcome
 
@@ -39,6 +41,8 @@ class RunReporter:
         self.is_worker = hasattr(config, "workerinput")
         self.stopped_for: str | None = None
         self.worker_fatal: str | None = None  # xdist controller: what stopped a worker, for the exit status
+        self.written: list[Path] = []  # reports the user asked for, as written
+        self.unwritten: list[str] = []  # reports that could not be written, and why
 
     @property
     def collector(self) -> RunCollector:
@@ -121,17 +125,47 @@ class RunReporter:
                 self.collector.add_calls(calls)
             if self._collector is not None:
                 self.run = self._finish(session)
+                self.unwritten = self._write_reports(self.run)
         if self._fatal() is not None:  # after the summary's reads of the cache
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
+    def _write_reports(self, run: RunRecord) -> list[str]:
+        """The run's files, each written whole or not at all; a file that cannot be written is said in the
+        summary, and never turns the run's outcome."""
+        from pytest_laj.results.report import LAST_RUN, write_report
+
+        settings = self.config.stash[SETTINGS]
+        targets = [settings.report] if settings.report is not None else []
+        if settings.cache_mode is not CacheMode.OFF:
+            targets.append(settings.cache_dir / LAST_RUN)
+        problems = []
+        for path in targets:
+            try:
+                write_report(run, path)
+            except OSError as error:
+                problems.append(f"{path}: {error.strerror or error}")
+            else:
+                self.written += [path] if path == settings.report else []
+        return problems
+
     def _finish(self, session: pytest.Session) -> RunRecord:
         import pytest_laj
+        from pytest_laj.core.redact import redact
+        from pytest_laj.judges.base import is_transport_key
         from pytest_laj.results.record import JudgeInfo
+        from pytest_laj.results.report import git_info
 
         settings = self.config.stash[SETTINGS]
         engine = self._engine()
         panel = [
-            JudgeInfo(name=s.label, model=s.model, weight=s.weight, temperature=s.temperature) for s in settings.judges
+            JudgeInfo(
+                name=s.label,
+                model=s.model,
+                weight=s.weight,
+                temperature=s.temperature,
+                options={k: v for k, v in s.extra.items() if not is_transport_key(k)},  # no key, no endpoint
+            )
+            for s in settings.judges
         ]
         return self.collector.finish(
             versions=(pytest_laj.__version__, pytest.__version__),
@@ -141,6 +175,10 @@ class RunReporter:
             stopped_early=bool(session.shouldfail or session.shouldstop),
             memo=engine.store if engine is not None else None,
             tests_run=self.tests_run,
+            interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED or self._fatal() is not None,
+            rootdir=str(self.config.rootpath),
+            command=[redact(str(arg)) for arg in self.config.invocation_params.args],
+            git=git_info(self.config.rootpath),
         )
 
     @pytest.hookimpl(tryfirst=True)
@@ -208,10 +246,14 @@ def reviews_section(terminalreporter: pytest.TerminalReporter) -> None:
         report.toterminal(terminalreporter._tw)
 
 
-def summary_section(terminalreporter: pytest.TerminalReporter, run: RunRecord) -> None:
+def summary_section(terminalreporter: pytest.TerminalReporter, reporter: RunReporter) -> None:
     from pytest_laj.render.terminal import summary_lines
 
-    lines = summary_lines(run, verbosity=terminalreporter.config.get_verbosity())
+    if reporter.run is None:
+        return
+    lines = summary_lines(reporter.run, verbosity=terminalreporter.config.get_verbosity())
+    lines += [f"report: {path}" for path in reporter.written]
+    lines += [f"could not write a report: {problem}" for problem in reporter.unwritten]
     if lines:
         terminalreporter.section("pytest-laj")
         for line in lines:

@@ -23,13 +23,14 @@ class Memo(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-def rated_units(assessments: Sequence[Assessment]) -> list[dict[str, int | None]]:
-    """One unit per applicable criterion of each assessment: judge -> the rank of the level it voted."""
+def rated_units(assessments: Sequence[Assessment], criterion_id: str | None = None) -> list[dict[str, int | None]]:
+    """One unit per applicable criterion of each assessment (or of one criterion): judge -> the rank of the level
+    it voted."""
     return [
         {vote.judge: vote.rank for vote in criterion.votes}
         for assessment in assessments
         for criterion in assessment.criteria.values()
-        if criterion.applicable
+        if criterion.applicable and criterion_id in (None, criterion.id)
     ]
 
 

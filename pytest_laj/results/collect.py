@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 from pytest_laj.core.models import Outcome
 from pytest_laj.results.agreement import Memo, rated_units, suite_alpha
-from pytest_laj.results.record import AssessmentRecord, CallStats, JudgeInfo, RubricInfo, RunRecord
+from pytest_laj.results.health import judge_health
+from pytest_laj.results.record import AssessmentRecord, CallStats, GitInfo, JudgeInfo, RubricInfo, RunRecord
 
 __all__ = ["RunCollector"]
 
@@ -34,14 +35,19 @@ class RunCollector:
         stopped_early: bool,
         memo: Memo | None,
         tests_run: set[str] | frozenset[str] = frozenset(),
+        interrupted: bool = False,
+        rootdir: str = "",
+        command: list[str] | None = None,
+        git: GitInfo | None = None,
     ) -> RunRecord:
-        """Counts, agreement per rubric and over the run; `memo` keeps alpha for a rerun on the same votes."""
+        """Counts, agreement per rubric, per criterion and over the run, judge health; `memo` keeps alpha for a
+        rerun on the same votes."""
         assessments = [r.assessment for r in self.records]
         by_rubric: dict[str, list[AssessmentRecord]] = {}
         for record in self.records:
             by_rubric.setdefault(record.assessment.rubric, []).append(record)
         counts = Counter(a.outcome.value for a in assessments)
-        rubrics = {(a.rubric, a.rubric_version) for a in assessments}
+        rubrics = {(a.rubric, a.rubric_version, a.rubric_fingerprint) for a in assessments}
         overall = suite_alpha(rated_units(assessments), memo) if assessments else None
         if len(by_rubric) == 1 and overall is not None:
             per_rubric = {next(iter(by_rubric)): overall}
@@ -50,8 +56,17 @@ class RunCollector:
                 rubric: suite_alpha(rated_units([r.assessment for r in records]), memo)
                 for rubric, records in sorted(by_rubric.items())
             }
+        per_criterion = {
+            f"{rubric}/{criterion}": suite_alpha(rated_units([r.assessment for r in records], criterion), memo)
+            for rubric, records in sorted(by_rubric.items())
+            for criterion in dict.fromkeys(c for r in records for c in r.assessment.criteria)
+        }
         return RunRecord(
             started_at=self.started_at,
+            rootdir=rootdir,
+            command=command or [],
+            git=git,
+            interrupted=interrupted,
             finished_at=datetime.now(timezone.utc),
             pytest_laj_version=versions[0],
             pytest_version=versions[1],
@@ -59,7 +74,7 @@ class RunCollector:
             review_mode=review_mode,
             stopped_early=stopped_early,
             panel=panel,
-            rubrics=[RubricInfo(id=i, version=v) for i, v in sorted(rubrics)],
+            rubrics=[RubricInfo(id=i, version=v, fingerprint=f) for i, v, f in sorted(rubrics)],
             records=self.records,
             calls=self.calls.model_copy(
                 update={
@@ -71,4 +86,6 @@ class RunCollector:
             counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
             alpha=overall,
             alpha_by_rubric=per_rubric,
+            alpha_by_criterion=per_criterion,
+            judge_health=judge_health(assessments),
         )

@@ -6,27 +6,34 @@ on the test's report, and every reporter reads the `RunRecord` the controller bu
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from pytest_laj.core.models import Assessment, Outcome
 
 __all__ = [
-    "RECORD_VERSION",
+    "SCHEMA_VERSION",
     "AlphaFigure",
     "AssessmentRecord",
     "CallStats",
+    "GitInfo",
     "HumanDecision",
+    "JudgeHealth",
     "JudgeInfo",
     "RubricInfo",
     "RunRecord",
     "Uncollected",
 ]
 
-RECORD_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a field changes meaning or is removed; readers of older records upgrade them on load."""
+
+
+def _sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class HumanDecision(BaseModel):
@@ -53,6 +60,17 @@ class AssessmentRecord(BaseModel):
     @property
     def outcome(self) -> Outcome:
         return self.assessment.outcome
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def output_sha256(self) -> str:
+        """The output's hash: a baseline or a reviewer's label can tell the same output from an edited one."""
+        return _sha256(self.assessment.output) or ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_sha256(self) -> str | None:
+        return _sha256(self.assessment.input)
 
 
 class Uncollected(BaseModel):
@@ -98,6 +116,31 @@ class JudgeInfo(BaseModel):
 class RubricInfo(BaseModel):
     id: str
     version: str
+    fingerprint: str = Field(default="", description="a hash of the rubric's content")
+
+
+class GitInfo(BaseModel):
+    """The checkout the run tested, where the rootdir is one."""
+
+    commit: str
+    branch: str | None = None
+    dirty: bool = False
+
+
+class JudgeHealth(BaseModel):
+    """How one judge behaved over the run: what it answered, how it failed, how fast and at what cost."""
+
+    judge: str
+    asked: int = Field(description="assessments it was part of")
+    answered: int
+    cached: int
+    missing: int
+    errors_by_kind: dict[str, int] = Field(default_factory=dict)
+    calls: int = Field(description="calls made, retries and repair re-asks included")
+    retries: int
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    cost_usd: float = 0.0
 
 
 class AlphaFigure(BaseModel):
@@ -114,14 +157,20 @@ class AlphaFigure(BaseModel):
 
 
 class RunRecord(BaseModel):
-    record_version: int = RECORD_VERSION
+    """One run, as the JSON report holds it; every reporter (terminal, HTML, job summary, baseline) reads this."""
+
+    schema_version: int = SCHEMA_VERSION
     started_at: datetime
     finished_at: datetime
     pytest_laj_version: str
     pytest_version: str
     cache_mode: str
     review_mode: str
+    rootdir: str = ""
+    command: list[str] = Field(default_factory=list, description="the pytest command line, secrets redacted")
+    git: GitInfo | None = None
     stopped_early: bool = Field(default=False, description="-x, --maxfail or an interrupt ended the run early")
+    interrupted: bool = Field(default=False, description="Ctrl-C or a fatal error ended the run: the record is partial")
     panel: list[JudgeInfo] = Field(default_factory=list)
     rubrics: list[RubricInfo] = Field(default_factory=list)
     records: list[AssessmentRecord] = Field(default_factory=list)
@@ -129,3 +178,7 @@ class RunRecord(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict, description="assessments by outcome")
     alpha: AlphaFigure | None = Field(default=None, description="inter-judge agreement over the whole run")
     alpha_by_rubric: dict[str, AlphaFigure] = Field(default_factory=dict)
+    alpha_by_criterion: dict[str, AlphaFigure] = Field(
+        default_factory=dict, description="per criterion, keyed 'rubric/criterion'"
+    )
+    judge_health: list[JudgeHealth] = Field(default_factory=list)

@@ -1,0 +1,95 @@
+"""The JSON report: one `RunRecord` document per run, its JSON Schema, and reading one back.
+
+Written atomically (a temporary file beside it, then a rename), so a reader never sees half a report; read with
+a check of its schema version, so an old or foreign file is a clear error, not a crash in a renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pytest_laj.errors import UsageError
+from pytest_laj.results.record import SCHEMA_VERSION, GitInfo, RunRecord
+
+__all__ = ["LAST_RUN", "ReportError", "git_info", "read_report", "report_schema", "write_report", "write_text"]
+
+LAST_RUN = "last-run.json"
+"""The report every run leaves in its cache directory, for the tools that look at the last run."""
+
+
+class ReportError(UsageError):
+    """A report file that cannot be read as one."""
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` at once: a reader sees the old file or the new one, never part of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, 0o644)  # a report is for people and CI artifacts, not private like a temporary file
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_report(run: RunRecord, path: Path) -> None:
+    write_text(path, run.model_dump_json(indent=1) + "\n")
+
+
+def read_report(path: Path) -> RunRecord:
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ReportError(f"{path}: cannot read the report ({error.strerror or error})") from None
+    except ValueError as error:
+        raise ReportError(f"{path}: not a JSON report ({error})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: a pytest-laj report of schema version {SCHEMA_VERSION} was expected, got "
+            f"{'no schema_version' if version is None else f'version {version!r}'}; rerun the suite to write one"
+        )
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ReportError(f"{path}: {where}: {first['msg']}") from None
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of the report, from the models themselves (what a written report validates against)."""
+    schema = RunRecord.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://pytest-laj.invalid/schemas/run-report-v{SCHEMA_VERSION}.json"
+    return schema
+
+
+def git_info(directory: Path) -> GitInfo | None:
+    """The commit, branch and whether the work tree has changes, where `directory` is in a git checkout."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return GitInfo(commit=commit, branch=None if branch in (None, "HEAD") else branch, dirty=bool(status))
