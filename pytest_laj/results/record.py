@@ -19,6 +19,8 @@ __all__ = [
     "AlphaFigure",
     "AssessmentRecord",
     "CallStats",
+    "Change",
+    "Comparison",
     "GitInfo",
     "HumanDecision",
     "JudgeHealth",
@@ -156,6 +158,41 @@ class AlphaFigure(BaseModel):
         return f"{self.value:.2f} over {self.units} rated criteria"
 
 
+class Change(BaseModel):
+    """One assessment compared with the baseline's, matched by node id and case id."""
+
+    nodeid: str
+    case_id: str | None = None
+    kind: str = Field(description="regression, fix, score, agreement, new or gone")
+    before: Outcome | None = Field(default=None, description="the baseline's outcome; None for a new assessment")
+    after: Outcome | None = Field(default=None, description="this run's outcome; None for one that is gone")
+    score_before: float | None = None
+    score_after: float | None = None
+    agreement_before: float | None = None
+    agreement_after: float | None = None
+    output_changed: bool = Field(default=False, description="the output judged differs from the baseline's")
+
+
+class Comparison(BaseModel):
+    """This run against a saved baseline: what got worse, what got better, and how far to trust the match."""
+
+    baseline: str = Field(description="the baseline's name, or the path of the report compared with")
+    baseline_commit: str | None = None
+    baseline_started_at: datetime
+    regressions: list[Change] = Field(default_factory=list)
+    fixes: list[Change] = Field(default_factory=list)
+    score_changes: list[Change] = Field(default_factory=list)
+    agreement_changes: list[Change] = Field(default_factory=list)
+    new: list[Change] = Field(default_factory=list)
+    gone: list[Change] = Field(default_factory=list)
+    approximate: list[str] = Field(
+        default_factory=list, description="why the match is approximate: a rubric or the panel changed"
+    )
+    failed_rules: list[str] = Field(
+        default_factory=list, description="the --laj-compare-fail rules this comparison trips"
+    )
+
+
 class RunRecord(BaseModel):
     """One run, as the JSON report holds it; every reporter (terminal, HTML, job summary, baseline) reads this."""
 
@@ -182,3 +219,4 @@ class RunRecord(BaseModel):
         default_factory=dict, description="per criterion, keyed 'rubric/criterion'"
     )
     judge_health: list[JudgeHealth] = Field(default_factory=list)
+    comparison: Comparison | None = Field(default=None, description="against the baseline, with --laj-compare")
