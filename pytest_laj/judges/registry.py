@@ -69,6 +69,13 @@ class JudgeRegistry:
         """The simulator rules every judge answers from, if the run simulates."""
         return self._rules
 
+    def panel_specs(self) -> list[JudgeSpec]:
+        """The configured panel as specs, without building a judge (for the run record); empty when none is."""
+        try:
+            return self._chosen([])
+        except UsageError:
+            return []
+
     def judges_for(self, override: Sequence[Any] | None) -> list[Judge]:
         specs = parse_judge_specs(list(override), "laj marker judges", completion_params) if override else []
         key = tuple(_panel_key(spec) for spec in specs)

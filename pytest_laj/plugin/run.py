@@ -165,7 +165,7 @@ class RunReporter:
                 temperature=s.temperature,
                 options={k: v for k, v in s.extra.items() if not is_transport_key(k)},  # no key, no endpoint
             )
-            for s in settings.judges
+            for s in (engine.judges.panel_specs() if engine is not None else settings.judges)
         ]
         return self.collector.finish(
             versions=(pytest_laj.__version__, pytest.__version__),
