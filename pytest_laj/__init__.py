@@ -1,8 +1,8 @@
 """pytest-laj: LLM-as-judge safety regression testing for pytest.
 
 Public API: rubrics (`Rubric`, `Criterion`, `Level`, `load_rubric`), judges (`Judge`, `JudgeSpec`), results
-(`Assessment`, `Outcome`, `JudgeVerdict`, `CriterionVerdict`), case files (`cases`, `load_cases`, `Case`) and
-the `Laj` fixture type. Names are imported on first use: pytest loads this package for every run, and a run
+(`Assessment`, `Outcome`, `JudgeVerdict`, `CriterionVerdict`), case files (`cases`, `load_cases`, `Case`), the
+`Laj` fixture type, and a run's report (`RunRecord`, `AssessmentRecord`, `read_report`). Names are imported on first use: pytest loads this package for every run, and a run
 that judges nothing should not pay for pydantic models (nor ever for litellm, which only a judge call imports).
 """
 
@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from pytest_laj.judges.protocol import JudgeRequest
     from pytest_laj.plugin.cases import cases
     from pytest_laj.plugin.fixture import Laj
+    from pytest_laj.results.record import AssessmentRecord, RunRecord
+    from pytest_laj.results.report import read_report
 
 __all__ = [
     "Assessment",
+    "AssessmentRecord",
     "Case",
     "ContextVariable",
     "Criterion",
@@ -41,11 +44,13 @@ __all__ = [
     "Producer",
     "Rubric",
     "RubricError",
+    "RunRecord",
     "Thresholds",
     "UsageError",
     "cases",
     "load_cases",
     "load_rubric",
+    "read_report",
 ]
 
 # Where each public name lives.
@@ -73,6 +78,9 @@ _HOME_OF = {
     "Outcome": "pytest_laj.core.models",
     "LajError": "pytest_laj.errors",
     "UsageError": "pytest_laj.errors",
+    "AssessmentRecord": "pytest_laj.results.record",
+    "RunRecord": "pytest_laj.results.record",
+    "read_report": "pytest_laj.results.report",
 }
 
 __version__ = "0.1.0"
