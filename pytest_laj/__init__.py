@@ -2,8 +2,9 @@
 
 Public API: rubrics (`Rubric`, `Criterion`, `Level`, `load_rubric`), judges (`Judge`, `JudgeSpec`), results
 (`Assessment`, `Outcome`, `JudgeVerdict`, `CriterionVerdict`), case files (`cases`, `load_cases`, `Case`), the
-`Laj` fixture type, and a run's report (`RunRecord`, `AssessmentRecord`, `read_report`). Names are imported on first use: pytest loads this package for every run, and a run
-that judges nothing should not pay for pydantic models (nor ever for litellm, which only a judge call imports).
+`Laj` fixture type, and a run's report (`RunRecord`, `AssessmentRecord`, `read_report`). Names are imported on
+first use: pytest loads this package for every run, and a run that judges nothing should not pay for pydantic
+models (nor ever for litellm, which only a judge call imports).
 """
 
 from __future__ import annotations
