@@ -119,6 +119,11 @@ def resolve(spec: str, directory: Path, base: Path) -> Path:
             raise BaselineError(f"laj_compare: no baseline named {spec!r}; {_listing(directory)}")
         return path
     path = base / spec
+    if path.is_dir():  # `--laj-compare tests/`: the option took the test path for its optional value
+        raise BaselineError(
+            f"laj_compare: {path} is a directory, not a report; write --laj-compare=NAME, or --laj-compare after "
+            "the test paths for the newest baseline"
+        )
     if not path.is_file():
         raise BaselineError(f"laj_compare: report not found: {path}")
     return path
