@@ -1,8 +1,8 @@
 """The `laj` command: what you do with a run's report after the run, without pytest.
 
-`laj schema` prints the JSON Schema of the report; `laj report` renders a report as the HTML dashboard. Each subcommand is a function taking the parsed arguments and
-returning the exit status; a `UsageError` (a file that is not a report, a bad argument) is one line on stderr
-and exit status 2, never a traceback.
+`laj schema` prints the JSON Schema of the report; `laj report` renders a report as the HTML dashboard. Each
+subcommand is a function taking the parsed arguments and returning the exit status; a `UsageError` (a file that
+is not a report, a bad argument) is one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations

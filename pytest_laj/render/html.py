@@ -37,7 +37,9 @@ _UNSHOWN: Any = {
 }
 
 # Characters that could end the data's script element or start markup, and the two that end a JavaScript line.
-_UNSAFE_IN_SCRIPT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_UNSAFE_IN_SCRIPT = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def _asset(name: str) -> str:
@@ -52,11 +54,11 @@ def _view(run: RunRecord) -> dict[str, Any]:
     """The run as the page reads it: the record, less what it repeats, plus whether each judge's verdict counted."""
     data: dict[str, Any] = run.model_dump(mode="json", exclude=_UNSHOWN)
     questions: dict[str, str] = {}
-    for record, shown in zip(run.records, data["records"]):
+    for record, shown in zip(run.records, data["records"], strict=True):
         a = record.assessment
         for cid, criterion in a.criteria.items():
             questions.setdefault(f"{a.rubric}/{a.rubric_version}/{cid}", criterion.question)
-        for judge, judge_shown in zip(a.judges, shown["assessment"]["judges"]):
+        for judge, judge_shown in zip(a.judges, shown["assessment"]["judges"], strict=True):
             judge_shown["valid"] = judge.valid
     data["questions"] = questions
     return data
