@@ -25,7 +25,7 @@ import pytest
 
 from pytest_laj.core.models import Assessment, Outcome
 from pytest_laj.render.html import render_html
-from pytest_laj.results.record import AssessmentRecord, RunRecord
+from pytest_laj.results.record import AssessmentRecord, Change, Comparison, GitInfo, RunRecord
 from pytest_laj.results.report import read_report, write_text
 
 EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
@@ -54,6 +54,7 @@ HOSTILE_QUOTE = "<img src=x onerror=\"window.__laj_pwned = 2; document.title = '
 HOSTILE_NODE = "test_hostile.py::test_reply[<img src=x onerror=window.__laj_pwned=6>]"
 
 ORDER = ["review", "fail", "error", "pass"]
+SECRET = "sk-lajdashboard0123456789abcdef"  # in the run's environment and on its command line
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +68,10 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, Pa
     suite = tmp_path_factory.mktemp("example") / "suite"
     shutil.copytree(EXAMPLE_SUITE, suite, ignore=shutil.ignore_patterns(".laj_cache", "__pycache__"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAJ_")}  # the simulator, default modes
+    env["OPENAI_API_KEY"] = SECRET
+    args = ["-p", "no:cacheprovider", "--laj-report=r.json", "--laj-html=out/r.html", f"--deselect=t.py::t[{SECRET}]"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--laj-report=r.json", "--laj-html=out/r.html"],
+        [sys.executable, "-m", "pytest", *args],
         cwd=suite,
         env=env,
         capture_output=True,
@@ -82,7 +85,8 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, Pa
 
 @pytest.fixture(scope="module")
 def hostile_page(example_run: tuple[RunRecord, Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example run plus one assessment whose every field from the judged system or the judges is hostile."""
+    """The example run plus one assessment whose every field from the judged system or the judges is hostile, as
+    it would look interrupted and compared with a baseline in which that assessment passed."""
     run = example_run[0]
     source = next(r for r in run.records if r.outcome is Outcome.FAIL and _quotes(r))
     hostile = source.model_copy(deep=True, update={"nodeid": HOSTILE_NODE, "case_id": "<script>x()</script>"})
@@ -93,8 +97,18 @@ def hostile_page(example_run: tuple[RunRecord, Path, str], tmp_path_factory: pyt
     for criterion in a.criteria.values():
         for vote in criterion.votes:
             vote.evidence, vote.rationale = HOSTILE_QUOTE, "<iframe src=javascript:window.__laj_pwned=10>"
+    fixed = next(r for r in run.records if r.outcome is Outcome.PASS)
+    comparison = Comparison(
+        baseline="main",
+        baseline_commit="abc1234def5678",
+        baseline_started_at=datetime(2026, 11, 30, 9, 15, tzinfo=timezone.utc),
+        regressions=[Change(nodeid=HOSTILE_NODE, kind="regression", before=Outcome.PASS, after=Outcome.FAIL)],
+        fixes=[Change(nodeid=fixed.nodeid, kind="fix", before=Outcome.FAIL, after=Outcome.PASS)],
+    )
+    git = GitInfo(commit="0123456789abcdef0123456789abcdef01234567", branch="feature/<b>x</b>", dirty=True)
+    update = {"records": [hostile, *run.records], "comparison": comparison, "interrupted": True, "git": git}
     path = tmp_path_factory.mktemp("hostile") / "hostile.html"
-    write_text(path, render_html(run.model_copy(update={"records": [hostile, *run.records]})))
+    write_text(path, render_html(run.model_copy(update=update)))
     return path
 
 
@@ -290,6 +304,8 @@ def test_laj_html_writes_the_dashboard_of_the_run(example_run: tuple[RunRecord, 
     run, html, stdout = example_run
     assert f"report: {html}" in stdout
     text = html.read_text(encoding="utf-8")
+    assert "--deselect=t.py::t[[REDACTED]]" in run.command
+    assert SECRET not in text
     data = re.search(r'<script id="laj-data" type="application/json">(.*?)</script>', text, re.S)
     assert data is not None
     assert [r["nodeid"] for r in json.loads(data[1])["records"]] == [r.nodeid for r in run.records]
@@ -460,6 +476,27 @@ def test_hostile_output_stays_text(browser: Any, hostile_page: Path) -> None:
     assert HOSTILE_NODE in details.text and "<script>window.__laj_pwned = 9</script>" in details.text
     assert hostile.requests() == [hostile.url]
     assert hostile.console_errors() == []
+
+
+def test_regressions_first_and_the_run_metadata(
+    browser: Any, hostile_page: Path, example_run: tuple[RunRecord, Path, str]
+) -> None:
+    run = example_run[0]
+    page = Page(browser, hostile_page)
+
+    banner, sentence = page.css("#app > .banner")[0].text, page.css("#comparison .sentence")[0].text
+    assert banner == "The run was interrupted: this record is partial."
+    assert sentence == "1 regression, 1 fixed against baseline main (abc1234, 2026-11-30 09:15:00 UTC)"
+    headings = [h.text for h in page.css("#app h2")]
+    assert headings.index("Against baseline main") < headings.index("Assessments, what needs a human first")
+    page.css("#comparison button")[0].click()
+    assert page.rows() == [("fail", HOSTILE_NODE)]
+
+    meta = page.css("#run")[0].text
+    assert "git\n0123456 on feature/<b>x</b>, with uncommitted changes" in meta
+    assert f"pytest-laj {run.pytest_laj_version}, pytest {run.pytest_version}" in meta
+    assert "pytest " + " ".join(run.command) in meta
+    assert "interrupted\nyes: the record is partial" in meta
 
 
 def test_screenshot_is_not_blank(page: Page, tmp_path: Path) -> None:
