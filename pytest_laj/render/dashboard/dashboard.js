@@ -368,9 +368,11 @@
     if (c.approximate.length) add(section, h("div", {"class": "warnbox"}, "The match is approximate: " + c.approximate.join("; ")));
     if (c.regressions.length) add(section, h("h3", null, "Regressions"), changeList(c.regressions, true));
     if (c.fixes.length) add(section, h("h3", null, "Fixes"), changeList(c.fixes, true));
-    [["score changes", c.score_changes, true], ["agreement changes", c.agreement_changes, false], ["new", c.new, false], ["gone", c.gone, false]]
+    [[plural(c.score_changes.length, "score change"), c.score_changes, true],
+     [plural(c.agreement_changes.length, "agreement change"), c.agreement_changes, false],
+     [c.new.length + " new", c.new, false], [c.gone.length + " gone", c.gone, false]]
       .forEach(function (group) {
-        if (group[1].length) add(section, h("details", null, h("summary", null, group[1].length + " " + group[0]), changeList(group[1], group[2])));
+        if (group[1].length) add(section, h("details", null, h("summary", null, group[0]), changeList(group[1], group[2])));
       });
     return section;
   }
