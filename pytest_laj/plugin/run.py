@@ -135,20 +135,30 @@ class RunReporter:
     def _write_reports(self, run: RunRecord) -> list[str]:
         """The run's files, each written whole or not at all; a file that cannot be written is said in the
         summary, and never turns the run's outcome."""
-        from pytest_laj.results.report import LAST_RUN, write_report
+        from pytest_laj.results.report import LAST_RUN, write_report, write_text
+
+        def html(path: Path) -> None:
+            from pytest_laj.render.html import render_html
+
+            write_text(path, render_html(run))
+
+        def report(path: Path) -> None:
+            write_report(run, path)
 
         settings = self.config.stash[SETTINGS]
-        targets = [settings.report] if settings.report is not None else []
+        targets = [(settings.report, report, True), (settings.html, html, True)]
         if settings.cache_mode is not CacheMode.OFF:
-            targets.append(settings.cache_dir / LAST_RUN)
+            targets.append((settings.cache_dir / LAST_RUN, report, False))
         problems = []
-        for path in targets:
+        for path, write, asked in targets:
+            if path is None:
+                continue
             try:
-                write_report(run, path)
+                write(path)
             except OSError as error:
                 problems.append(f"{path}: {error.strerror or error}")
             else:
-                self.written += [path] if path == settings.report else []
+                self.written += [path] if asked else []
         return problems
 
     def _finish(self, session: pytest.Session) -> RunRecord:
