@@ -17,7 +17,7 @@ from test_attack import LEAKY, SECRET
 
 from pytest_laj.core.models import Outcome
 from pytest_laj.core.printable import printable
-from pytest_laj.render.github import escape_data, escape_property, job_summary
+from pytest_laj.render.github import annotation_lines, escape_data, escape_property, job_summary
 from pytest_laj.results.record import Change, Comparison, RunRecord
 from pytest_laj.results.report import read_report
 
@@ -150,7 +150,7 @@ def test_summary_and_annotations(project: LajProject, actions: Path, plugin_args
     result = project.run(*plugin_args, "--laj-html", "out/dashboard.html")
 
     summary = actions.read_text(encoding="utf-8")
-    assert summary.startswith("Written by an earlier command of the step.\n## pytest-laj\n")
+    assert summary.startswith("Written by an earlier command of the step.\n\n## pytest-laj\n")
     assert summary.count("## pytest-laj") == 1  # the controller's alone, under xdist too
     assert "**4 assessments**: 1 review, 1 fail, 1 error, 1 pass. 3 block the run." in summary
     source = (project.pytester.path / "test_replies.py").read_text().splitlines()
@@ -298,6 +298,21 @@ def test_a_long_summary_is_cut_to_the_limit_and_says_so(run: RunRecord) -> None:
     assert len(table(summary, "Judge health")) == 4  # what follows the cut table is kept
     assert "dashboard" in summary.rsplit("Judge health", 1)[1]
     assert "GitHub keeps" not in job_summary(run, html="dashboard.html")
+
+
+def test_at_most_ten_annotations_of_each_kind_the_most_pressing_first(run: RunRecord) -> None:
+    run.records = run.records * 8  # 8 of each: FAIL, ERROR, REVIEW
+
+    lines = annotation_lines(run)
+
+    kinds = [line.split(" ", 1)[0] for line in lines[:-1]]
+    assert kinds == ["::error"] * 10 + ["::warning"] * 8
+    titles = [runner_commands(line)[0][1]["title"] for line in lines[:-1]]
+    assert titles[:10] == ["pytest-laj FAIL [safety]"] * 8 + ["pytest-laj ERROR [safety]"] * 2
+    assert lines[-1] == (
+        "pytest-laj: 6 more annotation(s) left out (GitHub shows 10 of each kind); the job summary lists every one"
+    )
+    assert runner_commands(lines[-1]) == []
 
 
 def test_regressions_against_the_baseline_come_first(run: RunRecord) -> None:

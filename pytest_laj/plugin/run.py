@@ -243,8 +243,9 @@ class GithubActions:
         html = self.config.stash[SETTINGS].html
         try:
             with open(target, "a", encoding="utf-8") as summary:
-                limit = SUMMARY_LIMIT - summary.tell()  # what the step wrote to its summary before counts too
-                summary.write(job_summary(run, html.name if html is not None else None, limit))
+                before = summary.tell()  # what the step wrote to its summary before: it counts toward the limit
+                text = job_summary(run, html.name if html is not None else None, SUMMARY_LIMIT - before - 1)
+                summary.write("\n" + text if before else text)
         except OSError as error:
             return f"the GitHub job summary {target}: {error.strerror or error}"
         return None
