@@ -17,11 +17,9 @@ from pydantic import ValidationError
 
 from pytest_laj.errors import UsageError
 from pytest_laj.results.record import SCHEMA_VERSION, GitInfo, RunRecord
+from pytest_laj.store.cache import LAST_RUN
 
 __all__ = ["LAST_RUN", "ReportError", "git_info", "read_report", "report_schema", "write_report", "write_text"]
-
-LAST_RUN = "last-run.json"
-"""The report every run leaves in its cache directory, for the tools that look at the last run."""
 
 
 class ReportError(UsageError):

@@ -31,7 +31,7 @@ from pytest_laj.errors import UsageError
 from pytest_laj.judges.protocol import PROMPT_VERSION
 from pytest_laj.store.keys import CACHE_FORMAT, claim_key
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_BEATS", "CacheError", "Store", "VerdictCache"]
+__all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store", "VerdictCache"]
 
 
 class CacheError(UsageError):
@@ -119,6 +119,15 @@ class _ReadOnly:
             self._con.close()
 
 
+LAST_RUN = "last-run.json"
+"""The report every run leaves beside its verdicts, for the tools that look at the last run."""
+
+
+def _ours(name: str) -> bool:
+    """A file pytest-laj itself keeps in the cache directory (the last run's report, or its temporary)."""
+    return name == LAST_RUN or (name.startswith(f".{LAST_RUN}.") and name.endswith(".tmp"))
+
+
 class VerdictCache:
     """A diskcache directory, shared safely by xdist workers; read-only (replay) when nothing is to be written."""
 
@@ -164,7 +173,8 @@ class VerdictCache:
         where = self.directory
         if where.exists() and not where.is_dir():
             raise CacheError(f"the verdict cache {where} is a file, not a directory. {_REMEDY}")
-        if where.is_dir() and any(where.iterdir()) and not (where / "cache.db").exists():
+        foreign = [p for p in where.iterdir() if not _ours(p.name)] if where.is_dir() else []
+        if foreign and not (where / "cache.db").exists():
             raise CacheError(f"{where} is not a pytest-laj verdict cache (it has files but no cache.db). {_REMEDY}")
         if self.read_only:
             cache: Any = _ReadOnly(where)
