@@ -38,7 +38,7 @@ class Settings:
     html: Path | None = None
     github: GithubMode = GithubMode.AUTO
     save: str | None = None
-    compare: str | None = None
+    compare: Path | None = None  # the report compared with, found at configure
     compare_fail: str | None = None
     gate: GateMode = GateMode.ALL
     baseline_dir: Path = field(default_factory=lambda: Path(".laj") / "baselines")

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_laj.core.modes import CacheMode, PrefetchMode
 from pytest_laj.errors import UsageError
-from pytest_laj.plugin import hookspec, outcome
+from pytest_laj.plugin import baseline, hookspec, outcome
 from pytest_laj.plugin.options import add_options, check_rootdir, settings_from_config
 from pytest_laj.plugin.run import ENGINE, SETTINGS, RunReporter, reviews_section, summary_section
 
@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         check_rootdir(config)
         settings = settings_from_config(config)
+        baseline.load(config, settings)
     except UsageError as error:
         raise pytest.UsageError(f"pytest-laj: {error}") from None
     config.stash[SETTINGS] = settings
@@ -166,6 +167,7 @@ def pytest_runtest_makereport(
         outcome.record_properties(item)
     report = yield
     outcome.settle(item, call, report)  # outermost, so it sees what xfail made of the report
+    baseline.settle(item, call, report)  # then a known failure passes as KNOWN under --laj-gate regressions
     return report
 
 
@@ -173,7 +175,12 @@ def pytest_runtest_makereport(
 def pytest_report_teststatus(
     report: pytest.TestReport,
 ) -> tuple[str, str, tuple[str, dict[str, Any]]] | None:
-    return outcome.report_status(report)
+    return baseline.report_status(report) or outcome.report_status(report)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    baseline.configure_node(node.config.stash[SETTINGS], node.workerinput)
 
 
 @pytest.hookimpl(wrapper=True)

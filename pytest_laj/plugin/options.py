@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pytest_laj.judges.base import JudgeSpec
 
 
-__all__ = ["OptionError", "add_options", "check_rootdir", "settings_from_config"]
+__all__ = ["WORKER_BASELINE", "OptionError", "add_options", "check_rootdir", "settings_from_config"]
 
 
 E = TypeVar("E", bound=Enum)
@@ -233,7 +233,8 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
     ini_dir = config.inipath.parent if config.inipath else root
     judges, source = _judges(config, environ)
     simulate = _simulate(config, environ, ini_dir, judges_from_ini=source in ("ini", "none"))
-    return Settings(
+    baseline_dir = root / (str(config.getini("laj_baseline_dir") or "").strip() or ".laj/baselines")
+    settings = Settings(
         judges=judges,
         judges_source=source,
         simulate=simulate,
@@ -254,11 +255,56 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         html=_output_path(config, "laj_html", "LAJ_HTML", environ),
         github=_enum(GithubMode, _pick(config, "laj_github", "LAJ_GITHUB", environ) or "auto", "laj_github"),
         save=_pick_cli_env(config, "laj_save", "LAJ_SAVE", environ),
-        compare=_pick(config, "laj_compare", "LAJ_COMPARE", environ),
+        compare=_baseline(config, environ, baseline_dir),
         compare_fail=_pick(config, "laj_compare_fail", "LAJ_COMPARE_FAIL", environ),
         gate=_enum(GateMode, _pick(config, "laj_gate", "LAJ_GATE", environ) or "all", "laj_gate"),
-        baseline_dir=root / (str(config.getini("laj_baseline_dir") or "").strip() or ".laj/baselines"),
+        baseline_dir=baseline_dir,
     )
+    _check_baseline_options(settings)
+    return settings
+
+
+WORKER_BASELINE = "laj_baseline"
+"""The baseline the xdist controller found, for its workers: they compare with the same report."""
+
+
+def _baseline(config: pytest.Config, environ: Mapping[str, str], directory: Path) -> Path | None:
+    """The report `--laj-compare` names, found now: a missing one stops the run before any test. A name or path
+    on the command line or in the environment is relative to where pytest was run, one in the ini file to the
+    rootdir (like `_output_path`)."""
+    found = getattr(config, "workerinput", {}).get(WORKER_BASELINE)
+    if found:
+        return Path(found)
+    ini = str(config.getini("laj_compare") or "").strip()
+    given = [
+        (config.getoption("laj_compare"), config.invocation_params.dir),
+        (environ.get("LAJ_COMPARE", "").strip(), config.invocation_params.dir),
+        (ini, config.rootpath),
+    ]
+    for spec, base in given:
+        if spec:
+            from pytest_laj.results.baseline import resolve  # pydantic: paid only by runs that compare
+
+            return resolve(str(spec), directory, base)
+    return None
+
+
+def _check_baseline_options(settings: Settings) -> None:
+    """A baseline name, the `--laj-compare-fail` rules, and what needs a baseline to compare with."""
+    needs = [
+        *(["laj_compare_fail"] if settings.compare_fail is not None else []),
+        *(["laj_gate regressions"] if settings.gate is GateMode.REGRESSIONS else []),
+    ]
+    if needs and settings.compare is None:
+        raise OptionError(f"{' and '.join(needs)}: needs a baseline to compare with; add --laj-compare [NAME]")
+    if settings.save is None and settings.compare_fail is None:
+        return
+    from pytest_laj.results.baseline import check_name, parse_rules  # pydantic: paid only by runs that use them
+
+    if settings.save is not None:
+        check_name(settings.save)
+    if settings.compare_fail is not None:
+        parse_rules(settings.compare_fail)
 
 
 def _output_path(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> Path | None:

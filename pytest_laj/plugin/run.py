@@ -14,7 +14,7 @@ import pytest
 
 from pytest_laj.core.modes import CacheMode
 from pytest_laj.engine.settings import Settings
-from pytest_laj.plugin import outcome
+from pytest_laj.plugin import baseline, outcome
 
 if TYPE_CHECKING:
     from pytest_laj.engine.session import Engine
@@ -125,7 +125,10 @@ class RunReporter:
                 self.collector.add_calls(calls)
             if self._collector is not None:
                 self.run = self._finish(session)
+                self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
                 self.unwritten = self._write_reports(self.run)
+                saved, unsaved = baseline.save_run(self.config.stash[SETTINGS], self.run)
+                self.written, self.unwritten = self.written + saved, self.unwritten + unsaved
         if self._fatal() is not None:  # after the summary's reads of the cache
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
@@ -193,10 +196,11 @@ class RunReporter:
         fatal = self._fatal()
         if fatal is not None and self.stopped_for != fatal:  # found after the last test: said nowhere yet
             terminalreporter.write_sep("!", f"pytest-laj: {fatal}", red=True)
-        reviews = terminalreporter.stats.get("review", [])
-        if self.run is None or terminalreporter.no_summary or not reviews:
+        stats, chars = terminalreporter.stats, terminalreporter.reportchars
+        lines = outcome.short_summary_lines(stats.get("review", []), chars)
+        lines += baseline.short_summary_lines(stats.get("known", []), chars)
+        if self.run is None or terminalreporter.no_summary or not lines:
             return result
-        lines = outcome.short_summary_lines(reviews, terminalreporter.reportchars)
         if lines and not _pytest_printed_short_summary(terminalreporter):
             terminalreporter.write_sep("=", "short test summary info", cyan=True, bold=True)
         for line in lines:

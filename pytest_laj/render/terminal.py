@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pytest_laj.core import gate
 from pytest_laj.core.models import Outcome
+from pytest_laj.core.modes import ReviewMode
 from pytest_laj.core.printable import printable
-from pytest_laj.results.record import AssessmentRecord, RunRecord
+from pytest_laj.results.record import AssessmentRecord, Change, Comparison, RunRecord
 
 __all__ = ["summary_lines"]
 
@@ -42,12 +44,14 @@ def _review_causes(reviews: list[AssessmentRecord]) -> str:
     return ", ".join(causes)
 
 
-def _review_lines(record: AssessmentRecord, explain: bool) -> list[str]:
+def _review_lines(record: AssessmentRecord, review: ReviewMode, explain: bool) -> list[str]:
     a = record.assessment
     what = [*a.review_criteria, *(["suspected prompt injection"] if a.suspected_injection else [])]
     status = ""
     if not record.enforced:
         status = " (not enforced: laj.assess records it without failing the test)"
+    elif not record.blocks and gate.blocks(a, record.enforced, review):
+        status = " (not blocking: a known failure, the baseline had it too; --laj-gate regressions)"
     elif not record.blocks:
         status = f" (not blocking under --laj-review warn; provisional {a.provisional})"
     lines = [printable(f"_ {record.nodeid}: {', '.join(what)}{status}")]
@@ -95,6 +99,51 @@ def _missing_lines(run: RunRecord) -> list[str]:
     ]
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _comparison_sentence(c: Comparison) -> str:
+    """'3 regressions, 2 fixed against baseline main (abc1234, 2026-11-30)', then what else changed."""
+    when = ", ".join(
+        [*([c.baseline_commit[:7]] if c.baseline_commit else []), c.baseline_started_at.date().isoformat()]
+    )
+    more = [
+        *([f"{len(c.new)} new"] if c.new else []),
+        *([f"{len(c.gone)} gone"] if c.gone else []),
+        *([_plural(len(c.score_changes), "score change")] if c.score_changes else []),
+        *([_plural(len(c.agreement_changes), "agreement change")] if c.agreement_changes else []),
+    ]
+    sentence = (
+        f"{_plural(len(c.regressions), 'regression')}, {len(c.fixes)} fixed against baseline {c.baseline} ({when})"
+    )
+    return printable(sentence + (f"; {', '.join(more)}" if more else ""))
+
+
+def _change_line(change: Change) -> str:
+    outcomes = f"{change.before} -> {change.after}" if change.before and change.after else change.kind
+    output = " (output changed)" if change.output_changed else ""
+    return printable(f"  {change.kind} {change.nodeid}: {outcomes}{output}")
+
+
+def _comparison_lines(c: Comparison, verbosity: int) -> list[str]:
+    """The sentence, each regression (with -v every fix and every test new or gone), why the match may be
+    approximate, and the `--laj-compare-fail` rules the changes trip, with the remedy."""
+    lines = [_comparison_sentence(c)]
+    if verbosity > -2:
+        lines += [_change_line(change) for change in c.regressions]
+        lines += [_change_line(change) for change in (*c.fixes, *c.new, *c.gone)] if verbosity > 0 else []
+        lines += [printable(f"the comparison is approximate: {'; '.join(c.approximate)}")] if c.approximate else []
+    if c.failed_rules:
+        lines.append("the run fails on these changes (--laj-compare-fail):")
+        lines += [printable(f"  {rule}") for rule in c.failed_rules]
+    if c.failed_rules and verbosity > -2:
+        lines.append(
+            "fix what got worse or, once the change is intended, save this run as the baseline (--laj-save NAME)"
+        )
+    return lines
+
+
 def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
     """The section's lines; empty when the run assessed nothing."""
     if not run.records:
@@ -105,10 +154,11 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
         lines = [_counts(run)]
         if blocking:
             lines.append(f"{len(blocking)} need review and block the run")
-        return lines
+        return lines + (_comparison_lines(run.comparison, verbosity) if run.comparison else [])
     calls = run.calls
     lines = [
         _counts(run),
+        *(_comparison_lines(run.comparison, verbosity) if run.comparison else []),
         f"judge calls: {calls.calls} made, {calls.cache_hits} from cache"
         + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else ""),
         *_prefetch_lines(run),
@@ -121,7 +171,7 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
     if reviews:
         lines.append(f"needs review ({len(reviews)}): {_review_causes(reviews)}")
         for record in reviews:
-            lines.extend(_review_lines(record, explain=verbosity >= 0))
+            lines.extend(_review_lines(record, ReviewMode(run.review_mode), explain=verbosity >= 0))
         if blocking:
             lines.append(
                 f"{len(blocking)} review(s) block the run: read each test's votes above, then fix the reply or the "
