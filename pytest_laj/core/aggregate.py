@@ -115,6 +115,7 @@ def aggregate(
     panel_size: int,
     suspected_injection: Sequence[str] = (),
     identity: str = "",
+    label_key: str = "",
     human: Mapping[str, HumanCall] | None = None,
 ) -> Assessment:
     """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS.
@@ -196,5 +197,6 @@ def aggregate(
         review_criteria=review,
         provisional=provisional,
         identity=identity,
+        label_key=label_key,
         suspected_injection=list(suspected_injection),
     )

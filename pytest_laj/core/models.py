@@ -125,6 +125,9 @@ class Assessment(BaseModel):
     identity: str = Field(
         default="", description="what was judged, by content: the rubric's content, the input, context and output"
     )
+    label_key: str = Field(
+        default="", description="the key of people's labels: the rubric's questions, the input, context and output"
+    )
     rubric: str
     rubric_version: str
     rubric_fingerprint: str = Field(default="", description="a hash of the rubric's content")
