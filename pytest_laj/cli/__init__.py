@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pytest_laj.cli import calibrate
 from pytest_laj.errors import UsageError
 
 __all__ = ["main"]
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, metavar="PATH", help="where to write the dashboard (default: REPORT with .html)"
     )
     report.set_defaults(run=_report)
+    calibrate.add_parser(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from pytest_laj.results.calibration import Calibration
 from pytest_laj.results.record import RunRecord
 
 __all__ = ["render_html"]
@@ -50,7 +51,7 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def _view(run: RunRecord) -> dict[str, Any]:
+def _view(run: RunRecord, calibration: Calibration | None = None) -> dict[str, Any]:
     """The run as the page reads it: the record, less what it repeats, plus whether each judge's verdict counted."""
     data: dict[str, Any] = run.model_dump(mode="json", exclude=_UNSHOWN)
     questions: dict[str, str] = {}
@@ -61,6 +62,8 @@ def _view(run: RunRecord) -> dict[str, Any]:
         for judge, judge_shown in zip(a.judges, shown["assessment"]["judges"], strict=True):
             judge_shown["valid"] = judge.valid
     data["questions"] = questions
+    if calibration is not None:
+        data["calibration"] = calibration.model_dump(mode="json")
     return data
 
 
@@ -70,8 +73,9 @@ def _script_data(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).translate(_UNSAFE_IN_SCRIPT)
 
 
-def render_html(run: RunRecord) -> str:
-    """The dashboard of `run` as one HTML document that loads nothing: styles and script inline, allowed by hash."""
+def render_html(run: RunRecord, calibration: Calibration | None = None) -> str:
+    """The dashboard of `run` as one HTML document that loads nothing: styles and script inline, allowed by hash.
+    With a `calibration` (`laj calibrate --html`), it has a section comparing the panel with people."""
     style, script = _asset("dashboard.css"), _asset("dashboard.js")
     policy = (
         f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
@@ -89,7 +93,7 @@ def render_html(run: RunRecord) -> str:
         "<noscript><p>This report is drawn by its own inline script; the run is in the laj-data element as JSON."
         "</p></noscript>\n"
         '<main id="app"><p>Loading the run\u2026</p></main>\n'
-        f'<script id="laj-data" type="application/json">{_script_data(_view(run))}</script>\n'
+        f'<script id="laj-data" type="application/json">{_script_data(_view(run, calibration))}</script>\n'
         f"<script>{script}</script>\n"
         "</body>\n</html>\n"
     )
