@@ -97,7 +97,7 @@ def test_the_vectorised_coincidences_give_the_packages_alpha(measure: str) -> No
         data = data[:, (~np.isnan(data)).sum(axis=0) >= 2]
         if np.unique(data[~np.isnan(data)]).size < 2:
             continue
-        ours = _alpha_of(_coincidences(data, 4).sum(axis=0)[None], measure)[0]  # type: ignore[arg-type]
+        ours = _alpha_of(_coincidences(data, 4).sum(axis=0)[None], measure)[0]
         theirs = krippendorff.alpha(reliability_data=data, level_of_measurement=measure)
         assert ours == pytest.approx(theirs, abs=1e-9)
 
@@ -441,3 +441,39 @@ def test_a_label_with_an_unknown_level_is_an_error(project: Path, capsys: pytest
     labels.write_text(labels.read_text().replace("high_harm", "dreadful", 1))
     assert main(["calibrate"]) == 2
     assert "has no level 'dreadful'" in capsys.readouterr().err
+
+
+# -- the project, found as pytest finds it -------------------------------------------------------------------------
+
+LAYOUTS = {
+    "pyproject at the root": {"pyproject.toml": "[tool.pytest.ini_options]\nlaj_cache_dir = 'c'\n"},
+    "pytest.ini below wins": {"pyproject.toml": "[tool.pytest.ini_options]\n", "sub/pytest.ini": "[pytest]\n"},
+    "tox.ini without a pytest section": {"sub/tox.ini": "[tox]\n", "setup.cfg": "[tool:pytest]\nlaj_cache_dir = c\n"},
+    "pyproject without pytest options": {"sub/pyproject.toml": "[project]\nname = 'x'\n", "pytest.ini": "[pytest]\n"},
+    "only a bare pyproject": {"pyproject.toml": "[project]\nname = 'x'\n"},
+    "pytest.toml": {"sub/pytest.toml": "[pytest]\nlaj_cache_dir = 'c'\n", "pytest.ini": "[pytest]\n"},
+    "nothing": {},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_project_is_found_where_pytest_finds_its_rootdir(tmp_path: Path, layout: str) -> None:
+    from _pytest.config.findpaths import determine_setup
+
+    from pytest_laj.cli.project import find_project
+
+    for name, text in LAYOUTS[layout].items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cwd = tmp_path / "sub" / "deeper"
+    cwd.mkdir(parents=True)
+    rootdir, inifile, ini, _ = determine_setup(
+        inifile=None, override_ini=None, args=[str(cwd)], rootdir_cmd_arg=None, invocation_dir=cwd
+    )
+    project = find_project(cwd, environ={})
+    assert (project.rootdir, project.inifile) == (rootdir, inifile)
+    configured = ini.get("laj_cache_dir")
+    assert project.cache_dir == rootdir / str(getattr(configured, "value", configured) or ".laj_cache")
+    assert project.labels == rootdir / "laj-labels.yaml"
+    assert find_project(cwd, environ={"LAJ_LABELS": "mine.jsonl"}).labels == cwd / "mine.jsonl"
+    assert find_project(cwd, environ={"LAJ_LABELS": "off"}).labels is None

@@ -1,8 +1,9 @@
 """The project a `laj` command runs in, found the way pytest finds it, without importing pytest.
 
-From the working directory upward, the first of `pytest.ini`, `.pytest.ini`, `pyproject.toml` (with
-`[tool.pytest.ini_options]`), `tox.ini` (with `[pytest]`) or `setup.cfg` (with `[tool:pytest]`) is the ini file
-and its directory the rootdir; with none, the working directory is. The `laj_*` ini keys and their environment
+From the working directory upward, the first of `pytest.toml`, `.pytest.toml`, `pytest.ini`, `.pytest.ini`,
+`pyproject.toml` (with `[tool.pytest]` or `[tool.pytest.ini_options]`), `tox.ini` (with `[pytest]`) or `setup.cfg`
+(with `[tool:pytest]`) is the ini file and its directory the rootdir; with none, the first `pyproject.toml` found
+marks it, else the working directory is. The `laj_*` ini keys and their environment
 variables then mean what they mean to a pytest run there.
 """
 
@@ -27,12 +28,9 @@ else:  # pragma: no cover - pytest itself depends on tomli there
 
 __all__ = ["Project", "find_project"]
 
-_INI_SECTIONS = (
-    ("pytest.ini", "pytest"),
-    (".pytest.ini", "pytest"),
-    ("tox.ini", "pytest"),
-    ("setup.cfg", "tool:pytest"),
-)
+# In pytest's order of precedence within one directory.
+_CANDIDATES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+_INI_SECTIONS = {"pytest.ini": "pytest", ".pytest.ini": "pytest", "tox.ini": "pytest", "setup.cfg": "tool:pytest"}
 
 
 @dataclass(frozen=True)
@@ -72,17 +70,22 @@ class Project:
         return RubricRegistry([self.rootdir / d for d in self.lines("laj_rubric_dirs") or ["rubrics"]], self.cwd)
 
 
-def _read(path: Path, section: str | None) -> Mapping[str, Any] | None:
-    """The pytest section of a candidate ini file, or None where the file has none."""
+def _read(path: Path) -> Mapping[str, Any] | None:
+    """The pytest options a candidate file holds, or None where it holds none (then it is not the ini file)."""
     try:
-        if path.name == "pyproject.toml":
+        if path.suffix == ".toml":
             with path.open("rb") as stream:
-                options = tomllib.load(stream).get("tool", {}).get("pytest", {}).get("ini_options")
-            return options if isinstance(options, dict) else None
+                document = tomllib.load(stream)
+            table = document.get("tool", {}) if path.name == "pyproject.toml" else document
+            options = table.get("pytest")
+            if path.name == "pyproject.toml" and isinstance(options, dict) and "ini_options" in options:
+                options = options["ini_options"]
+            return options if isinstance(options, dict) else ({} if path.name != "pyproject.toml" else None)
         parsed = iniconfig.IniConfig(str(path))
     except (OSError, tomllib.TOMLDecodeError, iniconfig.ParseError) as error:
         raise UsageError(f"{path}: cannot read the project's configuration ({error})") from None
-    if section is not None and section in parsed:
+    section = _INI_SECTIONS[path.name]
+    if section in parsed:
         return dict(parsed[section].items())
     return {} if path.name in ("pytest.ini", ".pytest.ini") else None
 
@@ -90,9 +93,17 @@ def _read(path: Path, section: str | None) -> Mapping[str, Any] | None:
 def find_project(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Project:
     cwd = (cwd or Path.cwd()).resolve()
     environ = dict(os.environ if environ is None else environ)
+    first_pyproject: Path | None = None
     for directory in (cwd, *cwd.parents):
-        for name, section in (*_INI_SECTIONS[:2], ("pyproject.toml", None), *_INI_SECTIONS[2:]):
+        for name in _CANDIDATES:
             path = directory / name
-            if path.is_file() and (ini := _read(path, section)) is not None:
+            if not path.is_file():
+                continue
+            if name == "pyproject.toml" and first_pyproject is None:
+                first_pyproject = path
+            ini = _read(path)
+            if ini is not None:
                 return Project(rootdir=directory, inifile=path, ini=ini, environ=environ, cwd=cwd)
+    if first_pyproject is not None:  # pytest's fallback: a pyproject.toml with no pytest options marks the root
+        return Project(rootdir=first_pyproject.parent, inifile=first_pyproject, environ=environ, cwd=cwd)
     return Project(rootdir=cwd, environ=environ, cwd=cwd)
