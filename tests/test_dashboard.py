@@ -451,6 +451,39 @@ def test_suite_alpha_and_judge_health(page: Page, example_run: tuple[RunRecord, 
         assert re.search(rf"{health.judge} {health.asked} {health.answered} {health.cached} {health.missing}", suite)
 
 
+def test_the_calibration_section_when_a_calibration_is_given(
+    browser: Any, page: Page, example_run: tuple[RunRecord, Path, str], tmp_path: Path
+) -> None:
+    from pytest_laj.core.labels import Decision, Label
+    from pytest_laj.core.rubric import RubricRegistry
+    from pytest_laj.results.calibration import calibrate, items_from_report
+
+    assert page.css("#calibration") == []  # `laj report` and --laj-html draw none
+    run = example_run[0]
+    decided = {
+        r.assessment.label_key: {cid: c.consensus for cid, c in r.assessment.criteria.items() if c.consensus}
+        for r in run.records
+    }
+    labels = {
+        key: Label(key=key, rubric="r", decisions=[Decision(reviewer="ann", decided_at="2026-12-01", levels=levels)])
+        for key, levels in decided.items()
+        if levels
+    }
+    registry = RubricRegistry([EXAMPLE_SUITE / "rubrics"], EXAMPLE_SUITE)
+    calibration = calibrate(*items_from_report(run.records, labels, registry.get), source=HOSTILE, bootstrap=50, seed=1)
+    path = tmp_path / "calibrated.html"
+    write_text(path, render_html(run, calibration))
+    calibrated = Page(browser, path)
+    section = calibrated.css("#calibration")[0].text
+    assert f"{calibration.items} rated criteria of {calibration.outputs} outputs" in section
+    for judge in calibration.judges:
+        assert re.search(rf"{judge.judge} {re.escape(judge.scope)} {judge.nominal.n_items} ", section), judge
+    assert "recommended min_agreement for crisis_response" in section and "suggested weight" in section
+    assert "<script>window.__laj_pwned = 1;" in section  # the hostile source, as text
+    assert browser.execute_script("return window.__laj_pwned === undefined && document.title.indexOf('pwned') < 0")
+    assert calibrated.requests() == [calibrated.url] and calibrated.console_errors() == []
+
+
 def test_the_page_loads_nothing_and_logs_no_error(page: Page, example_run: tuple[RunRecord, Path, str]) -> None:
     page.expand(_expected_order(example_run[0])[0][1])
     page.search("pills", sum("pills" in _haystack(r) for r in example_run[0].records))

@@ -405,7 +405,7 @@
   function calibration(cal) {
     // People against the panel: drawn only when `laj calibrate --html` embedded a calibration.
     function fig(f) { return f.value === null ? "undefined (" + f.why_undefined + ")" : num(f.value) + (f.ci ? " [" + num(f.ci.low) + ", " + num(f.ci.high) + "]" : ""); }
-    function figures(head, list, first) {
+    function figures(list, first) {
       return list.map(function (x) {
         return h("tr", null, first(x).map(function (v, i) { return i ? td(v) : h("th", {scope: "row"}, v); }),
           td(x.nominal.n_items, "num"), td(fig(x.nominal)), td(fig(x.ordinal)));
@@ -416,11 +416,11 @@
         ". Krippendorff's alpha: nominal over every level; ordinal over the level order, \u201cnot relevant\u201d missing; " +
         (cal.bootstrap ? "95% bootstrap intervals over " + cal.bootstrap + " resamples of the items." : "no intervals.")));
     if (cal.judges.length) add(section, table(["judge", "criterion", "n", "nominal", "ordinal"],
-      figures(null, cal.judges, function (j) { return [j.judge, j.scope]; }), "each judge against the humans' consensus"));
+      figures(cal.judges, function (j) { return [j.judge, j.scope]; }), "each judge against the humans' consensus"));
     if (cal.panel.length) add(section, table(["criterion", "same level", "n", "nominal", "ordinal"],
-      figures(null, cal.panel, function (p) { return [p.scope, p.exact === null ? DASH : pct(p.exact)]; }), "the panel's consensus against the humans' consensus"));
+      figures(cal.panel, function (p) { return [p.scope, p.exact === null ? DASH : pct(p.exact)]; }), "the panel's consensus against the humans' consensus"));
     if (cal.humans.length) add(section, table(["criterion", "raters", "n", "nominal", "ordinal"],
-      figures(null, cal.humans, function (x) { return [x.scope, String(x.raters)]; }), "the humans among themselves"));
+      figures(cal.humans, function (x) { return [x.scope, String(x.raters)]; }), "the humans among themselves"));
     cal.confusion.forEach(function (m) {
       add(section, table(["panel " + TIMES + " humans"].concat(m.levels), m.levels.map(function (lv, i) {
         return h("tr", null, h("th", {scope: "row"}, lv), m.counts[i].map(function (n) { return td(n, "num"); }));
