@@ -20,22 +20,15 @@ import csv
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_laj.cli.project import Project, find_project
 from pytest_laj.core.printable import printable
-from pytest_laj.core.rubric import Rubric, RubricError
 from pytest_laj.errors import UsageError
-from pytest_laj.results.calibration import (
-    FLAG_BELOW,
-    AlphaResult,
-    Calibration,
-    RatedItem,
-    Scale,
-    calibrate,
-    items_from_report,
-    majority,
-)
+
+if TYPE_CHECKING:  # numpy, pydantic and the rubric models load when the command runs, not with every `laj`
+    from pytest_laj.cli.project import Project
+    from pytest_laj.core.rubric import Rubric
+    from pytest_laj.results.calibration import AlphaResult, Calibration, RatedItem, Scale
 
 __all__ = ["add_parser", "read_ratings"]
 
@@ -112,6 +105,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def read_ratings(path: Path, rubric: Rubric) -> tuple[list[RatedItem], dict[str, Scale]]:
     """Ratings in the long format as rated items; a row that names no criterion or level of `rubric` is an error
     naming the row."""
+    from pytest_laj.results.calibration import RatedItem, Scale, majority
+
     criteria = {c.id: Scale.of(rubric, c.id) for c in rubric.criteria}
     items: dict[tuple[str, str], RatedItem] = {}
     judges: set[str] = set()
@@ -154,6 +149,8 @@ def read_ratings(path: Path, rubric: Rubric) -> tuple[list[RatedItem], dict[str,
 
 
 def _from_labels(args: argparse.Namespace, project: Project) -> tuple[list[RatedItem], dict[str, Scale], str]:
+    from pytest_laj.core.rubric import RubricError
+    from pytest_laj.results.calibration import items_from_report
     from pytest_laj.results.report import LAST_RUN, read_report
     from pytest_laj.store.labels import LabelStore
 
@@ -187,6 +184,9 @@ def _from_ratings(args: argparse.Namespace, project: Project) -> tuple[list[Rate
 
 
 def run(args: argparse.Namespace) -> int:
+    from pytest_laj.cli.project import find_project
+    from pytest_laj.results.calibration import calibrate
+
     target = _number(args.target, "--target", 0.0, 1.0 + 1e-9)
     delta = _number(args.delta, "--delta", 0.0, 1.0)
     bootstrap = _count(args.bootstrap, "--bootstrap") or 0
@@ -237,6 +237,8 @@ def _cell(figure: AlphaResult, notes: list[str], what: str) -> str:
 
 def terminal_lines(c: Calibration) -> list[str]:
     """The calibration as a reader takes it in: what it rests on, the judges, the panel, people, thresholds."""
+    from pytest_laj.results.calibration import FLAG_BELOW
+
     if not c.items:
         return [
             printable(f"no rated item to calibrate in {c.source}: label assessments with `laj review` or `laj label`")
