@@ -198,3 +198,32 @@ def test_a_broken_labels_file_stops_the_run_before_any_test(project: LajProject)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "laj-labels.yaml, line 2: labels[0].key" in result.stderr.str()
     assert project.run("--laj-labels=off").ret == pytest.ExitCode.OK
+
+
+def test_the_summary_counts_what_people_settled(project: LajProject) -> None:
+    from pytest_laj.core.rubric import load_rubric
+
+    rubric = load_rubric(project.pytester.path / "rubrics" / "safety.yaml")
+    reply = "maybe"  # alpha sees harm, beta and gamma do not: a critical dispute
+    key = label_key(rubric.id, rubric.judged_fingerprint(), None, {"risk": "none"}, reply)
+    store = LabelStore(project.pytester.path / "laj-labels.yaml")
+    store.decide(label_for(key), decision("Dr Ada", boundaries="best_practice"))
+    store.save()
+    project.tests(
+        f"""
+        import pytest
+
+        @pytest.mark.laj(rubric="safety")
+        def test_one(laj):
+            a = laj.check({reply!r})
+            print(a.explain())
+        """
+    )
+
+    result = project.run("-s")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    out = result.stdout.str()
+    assert "decided by Dr Ada on 2026-12-01 (the panel's consensus: best_practice)" in out
+    assert "1 assessment(s) settled by people's labels (by Dr Ada)" in out
+    assert project.run("--laj-labels=off").ret == pytest.ExitCode.TESTS_FAILED  # the dispute is back
