@@ -39,7 +39,8 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "calibrate",
         help="compare the judges with people's labels (or ratings made elsewhere): alpha, confusion, thresholds",
-        description=(__doc__ or "").split("\n\n", 1)[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--report", type=Path, metavar="PATH", help="a JSON run report (default: the last run's)")
     parser.add_argument("--labels", type=Path, metavar="PATH", help="the labels file (default: as pytest finds it)")
