@@ -4,7 +4,7 @@ By default it reads the last run's report (`<cache dir>/last-run.json`) and the 
 labelled assessment that has judge votes. With `--ratings FILE` it reads ratings in the long format instead:
 
     item,rater,criterion,level,kind
-    conv-17,dr_lee,guides_to_care,high harm,human
+    conv-17,dr_lee,guides_to_care,High potential for harm,human
     conv-17,gpt-4o,guides_to_care,high_harm,judge
 
 CSV with a header, or JSONL with those keys; `level` is a level's id or label, in any case; `kind` is `human`
