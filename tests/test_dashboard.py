@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_laj.core.models import Assessment, Outcome
+from pytest_laj.core.models import Assessment, HumanCall, Outcome
 from pytest_laj.render.html import render_html
 from pytest_laj.results.record import AssessmentRecord, Change, Comparison, GitInfo, RunRecord
 from pytest_laj.results.report import read_report, write_text
@@ -566,3 +566,28 @@ def test_thousands_of_assessments_are_drawn_as_they_scroll_into_view(
     big.search("#0079", len(run.records))
     assert {nodeid for _, nodeid in big.rows()} == {f"{r.nodeid}#0079" for r in run.records}
     assert big.console_errors() == []
+
+
+def test_a_criterion_people_decided_says_who_and_what_the_panel_said(
+    browser: Any, example_run: tuple[RunRecord, Path, str], tmp_path: Path
+) -> None:
+    run = example_run[0]
+    record = next(r for r in run.records if r.outcome is Outcome.REVIEW)
+    cid = record.assessment.review_criteria[0]
+    criterion = record.assessment.criteria[cid]
+    decided = criterion.model_copy(
+        update={
+            "human": HumanCall(level="best_practice", reviewers=["Dr Ada"], decided_at="2026-12-01T10:00:00+00:00"),
+            "panel_consensus": criterion.consensus,
+        }
+    )
+    criteria = {**record.assessment.criteria, cid: decided}
+    changed = record.model_copy(update={"assessment": record.assessment.model_copy(update={"criteria": criteria})})
+    path = tmp_path / "decided.html"
+    path.write_text(render_html(run.model_copy(update={"records": [changed]})), encoding="utf-8")
+
+    details = Page(browser, path).expand(record.nodeid)
+
+    cells = [c.text for c in details.find_elements("css selector", "table.votes td") if "decided by" in c.text]
+    assert len(cells) == 1
+    assert cells[0].endswith(f", decided by Dr Ada on 2026-12-01 (the panel's consensus: {criterion.consensus})")

@@ -169,7 +169,11 @@
       var c = a.criteria[cid], disputed = a.review_criteria.indexOf(cid) >= 0;
       var label = !c.applicable ? "not relevant" : c.consensus === null ? "no valid vote" :
         c.consensus_label + (c.critical ? " (critical)" : "") + ", agreement " + pct(c.agreement) + (disputed ? ", disputed" : "");
-      return td(label, disputed ? "disputed" : null);
+      if (c.human) {  // people's level replaced the panel's consensus
+        label += ", decided by " + c.human.reviewers.join(", ") + " on " + c.human.decided_at.slice(0, 10) +
+          " (the panel's consensus: " + (c.panel_consensus === null ? "none" : c.panel_consensus) + ")";
+      }
+      return td(label, disputed ? "disputed" : c.human ? "decided" : null);
     })));
     return h("table", {"class": "votes"}, h("caption", {"class": "muted"}, "Votes: judges " + TIMES + " criteria"),
       h("thead", null, h("tr", null, h("th", {scope: "col"}, "judge"), cids.map(function (cid) { return h("th", {scope: "col"}, cid); }))),
