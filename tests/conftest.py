@@ -103,6 +103,13 @@ class LajProject:
 BASE_ARGS = ("-p", "no:cacheprovider", "--laj-retries", "0")
 
 
+@pytest.fixture(autouse=True)
+def _not_in_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs these tests make write no job summary into a real CI step's; tests of that set the variables."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "LAJ_GITHUB"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def judging_machinery() -> None:
     """Import every module of the package, and litellm, once: pytester's in-process runs drop the modules a run

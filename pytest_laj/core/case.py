@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pytest_laj.core.printable import printable
 from pytest_laj.core.yamlfile import YamlError, load_yaml
 from pytest_laj.errors import UsageError
 
@@ -29,6 +30,10 @@ class Case(BaseModel):
     input: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     note: str = ""
+
+    def __repr__(self) -> str:
+        """pytest shows a failing test's case in its traceback, and a recorded reply is untrusted text."""
+        return printable(super().__repr__())
 
 
 def _read_jsonl(text: str) -> list[Any]:

@@ -18,7 +18,7 @@ from pytest_laj.core.modes import CacheMode, PrefetchMode
 from pytest_laj.errors import UsageError
 from pytest_laj.plugin import baseline, hookspec, outcome
 from pytest_laj.plugin.options import add_options, check_rootdir, settings_from_config
-from pytest_laj.plugin.run import ENGINE, SETTINGS, RunReporter, reviews_section, summary_section
+from pytest_laj.plugin.run import ENGINE, SETTINGS, GithubActions, RunReporter, reviews_section, summary_section
 
 if TYPE_CHECKING:
     from pytest_laj.engine.session import Engine
@@ -57,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(RunReporter(config), "laj-run")
     if not _is_worker(config):
         config.pluginmanager.register(UsageErrors(), "laj-usage-errors")
+        config.pluginmanager.register(GithubActions(config), "laj-github")
     if settings.judges or settings.simulate is not None:
         laj_engine(config)  # configured for judging: report a bad cache or simulator now, not in every test
 

@@ -6,13 +6,15 @@ Registered as a plugin object at configure, after pytest-xdist's `DSession` and 
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_laj.core.modes import CacheMode
+from pytest_laj.core.modes import CacheMode, GithubMode
 from pytest_laj.engine.settings import Settings
 from pytest_laj.plugin import baseline, outcome
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from pytest_laj.results.collect import RunCollector
     from pytest_laj.results.record import CallStats, RunRecord
 
-__all__ = ["ENGINE", "SETTINGS", "RunReporter", "reviews_section", "summary_section"]
+__all__ = ["ENGINE", "SETTINGS", "GithubActions", "RunReporter", "reviews_section", "summary_section"]
 
 SETTINGS = pytest.StashKey[Settings]()
 ENGINE = pytest.StashKey["Engine"]()
@@ -135,20 +137,30 @@ class RunReporter:
     def _write_reports(self, run: RunRecord) -> list[str]:
         """The run's files, each written whole or not at all; a file that cannot be written is said in the
         summary, and never turns the run's outcome."""
-        from pytest_laj.results.report import LAST_RUN, write_report
+        from pytest_laj.results.report import LAST_RUN, write_report, write_text
+
+        def html(path: Path) -> None:
+            from pytest_laj.render.html import render_html
+
+            write_text(path, render_html(run))
+
+        def report(path: Path) -> None:
+            write_report(run, path)
 
         settings = self.config.stash[SETTINGS]
-        targets = [settings.report] if settings.report is not None else []
+        targets = [(settings.report, report, True), (settings.html, html, True)]
         if settings.cache_mode is not CacheMode.OFF:
-            targets.append(settings.cache_dir / LAST_RUN)
+            targets.append((settings.cache_dir / LAST_RUN, report, False))
         problems = []
-        for path in targets:
+        for path, write, asked in targets:
+            if path is None:
+                continue
             try:
-                write_report(run, path)
+                write(path)
             except OSError as error:
                 problems.append(f"{path}: {error.strerror or error}")
             else:
-                self.written += [path] if path == settings.report else []
+                self.written += [path] if asked else []
         return problems
 
     def _finish(self, session: pytest.Session) -> RunRecord:
@@ -206,6 +218,57 @@ class RunReporter:
         for line in lines:
             terminalreporter.write_line(line, yellow=True)
         return result
+
+
+class GithubActions:
+    """Under GitHub Actions (`GITHUB_ACTIONS=true`, or `--laj-github on`), on the controller only: the run's
+    job summary appended to `$GITHUB_STEP_SUMMARY`, and an annotation at each failing or disputed laj call.
+
+    The annotations are printed at the very end, after pytest's last line, so that nothing pytest prints can
+    split one; the summary is written before the terminal summary, which says if it could not be."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.annotations: list[str] = []
+
+    def _enabled(self) -> bool:
+        mode = self.config.stash[SETTINGS].github
+        return mode is GithubMode.ON or (mode is GithubMode.AUTO and os.environ.get("GITHUB_ACTIONS") == "true")
+
+    @pytest.hookimpl(trylast=True)  # after `RunReporter` has built the run
+    def pytest_sessionfinish(self) -> None:
+        reporter = self.config.pluginmanager.get_plugin("laj-run")
+        if not isinstance(reporter, RunReporter) or reporter.run is None or not self._enabled():
+            return
+        from pytest_laj.render.github import annotation_lines
+
+        problem = self._write_summary(reporter.run)
+        if problem is not None:
+            reporter.unwritten.append(problem)
+        self.annotations = annotation_lines(reporter.run, os.environ.get("GITHUB_WORKSPACE") or None)
+
+    def _write_summary(self, run: RunRecord) -> str | None:
+        """Append the job summary; what went wrong, if anything."""
+        from pytest_laj.render.github import SUMMARY_LIMIT, job_summary
+
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not target:
+            return "the GitHub job summary: GITHUB_STEP_SUMMARY is not set"
+        html = self.config.stash[SETTINGS].html
+        try:
+            with open(target, "a", encoding="utf-8") as summary:
+                before = summary.tell()  # what the step wrote to its summary before: it counts toward the limit
+                text = job_summary(run, html.name if html is not None else None, SUMMARY_LIMIT - before - 1)
+                summary.write("\n" + text if before else text)
+        except OSError as error:
+            return f"the GitHub job summary {target}: {error.strerror or error}"
+        return None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self) -> None:
+        for line in self.annotations:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 _LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
