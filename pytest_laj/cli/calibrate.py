@@ -163,7 +163,7 @@ def _from_labels(args: argparse.Namespace, project: Project) -> tuple[list[Rated
         raise UsageError("the labels file is off (laj_labels / LAJ_LABELS); name one with --labels")
     run = read_report(report)
     store = LabelStore.load(labels_path)
-    registry = project.rubrics()
+    registry = project.rubrics
 
     def known(rubric_id: str) -> Rubric | None:
         try:
@@ -179,7 +179,7 @@ def _from_labels(args: argparse.Namespace, project: Project) -> tuple[list[Rated
 def _from_ratings(args: argparse.Namespace, project: Project) -> tuple[list[RatedItem], dict[str, Scale], str]:
     if not args.rubric:
         raise UsageError("--ratings needs --rubric: the id of a rubric in laj_rubric_dirs, or a rubric file")
-    rubric = project.rubrics().get(args.rubric)
+    rubric = project.rubrics.get(args.rubric)
     items, scales = read_ratings(args.ratings, rubric)
     return items, scales, f"{args.ratings} (rubric {rubric.id})"
 

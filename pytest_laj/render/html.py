@@ -18,7 +18,7 @@ from typing import Any
 from pytest_laj.results.calibration import Calibration
 from pytest_laj.results.record import RunRecord
 
-__all__ = ["render_html"]
+__all__ = ["csp_hash", "render_html", "script_data"]
 
 # What the page never shows, or shows from elsewhere: a verdict repeats its judge's votes, a question is the same
 # in every assessment of a rubric (kept once, in `questions`), hashes identify content for machines.
@@ -47,7 +47,7 @@ def _asset(name: str) -> str:
     return (resources.files("pytest_laj.render") / "dashboard" / name).read_text(encoding="utf-8")
 
 
-def _csp_hash(text: str) -> str:
+def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
@@ -67,7 +67,7 @@ def _view(run: RunRecord, calibration: Calibration | None = None) -> dict[str, A
     return data
 
 
-def _script_data(value: Any) -> str:
+def script_data(value: Any) -> str:
     """`value` as JSON that is inert inside a script element: no `</script>`, no markup, ASCII only (so even an
     unpaired surrogate in an output is written as an escape, not an encoding error)."""
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).translate(_UNSAFE_IN_SCRIPT)
@@ -78,7 +78,7 @@ def render_html(run: RunRecord, calibration: Calibration | None = None) -> str:
     With a `calibration` (`laj calibrate --html`), it has a section comparing the panel with people."""
     style, script = _asset("dashboard.css"), _asset("dashboard.js")
     policy = (
-        f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
+        f"default-src 'none'; script-src {csp_hash(script)}; style-src {csp_hash(style)}; "
         "img-src 'none'; base-uri 'none'; form-action 'none'"
     )
     return (
@@ -93,7 +93,7 @@ def render_html(run: RunRecord, calibration: Calibration | None = None) -> str:
         "<noscript><p>This report is drawn by its own inline script; the run is in the laj-data element as JSON."
         "</p></noscript>\n"
         '<main id="app"><p>Loading the run\u2026</p></main>\n'
-        f'<script id="laj-data" type="application/json">{_script_data(_view(run, calibration))}</script>\n'
+        f'<script id="laj-data" type="application/json">{script_data(_view(run, calibration))}</script>\n'
         f"<script>{script}</script>\n"
         "</body>\n</html>\n"
     )
