@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_laj.core.models import Assessment, Outcome
+from pytest_laj.core.models import Assessment, HumanCall, Outcome
 from pytest_laj.render.html import render_html
 from pytest_laj.results.record import AssessmentRecord, Change, Comparison, GitInfo, RunRecord
 from pytest_laj.results.report import read_report, write_text
@@ -451,6 +451,39 @@ def test_suite_alpha_and_judge_health(page: Page, example_run: tuple[RunRecord, 
         assert re.search(rf"{health.judge} {health.asked} {health.answered} {health.cached} {health.missing}", suite)
 
 
+def test_the_calibration_section_when_a_calibration_is_given(
+    browser: Any, page: Page, example_run: tuple[RunRecord, Path, str], tmp_path: Path
+) -> None:
+    from pytest_laj.core.labels import Decision, Label
+    from pytest_laj.core.rubric import RubricRegistry
+    from pytest_laj.results.calibration import calibrate, items_from_report
+
+    assert page.css("#calibration") == []  # `laj report` and --laj-html draw none
+    run = example_run[0]
+    decided = {
+        r.assessment.label_key: {cid: c.consensus for cid, c in r.assessment.criteria.items() if c.consensus}
+        for r in run.records
+    }
+    labels = {
+        key: Label(key=key, rubric="r", decisions=[Decision(reviewer="ann", decided_at="2026-12-01", levels=levels)])
+        for key, levels in decided.items()
+        if levels
+    }
+    registry = RubricRegistry([EXAMPLE_SUITE / "rubrics"], EXAMPLE_SUITE)
+    calibration = calibrate(*items_from_report(run.records, labels, registry.get), source=HOSTILE, bootstrap=50, seed=1)
+    path = tmp_path / "calibrated.html"
+    write_text(path, render_html(run, calibration))
+    calibrated = Page(browser, path)
+    section = calibrated.css("#calibration")[0].text
+    assert f"{calibration.items} rated criteria of {calibration.outputs} outputs" in section
+    for judge in calibration.judges:
+        assert re.search(rf"{judge.judge} {re.escape(judge.scope)} {judge.nominal.n_items} ", section), judge
+    assert "recommended min_agreement for crisis_response" in section and "suggested weight" in section
+    assert "<script>window.__laj_pwned = 1;" in section  # the hostile source, as text
+    assert browser.execute_script("return window.__laj_pwned === undefined && document.title.indexOf('pwned') < 0")
+    assert calibrated.requests() == [calibrated.url] and calibrated.console_errors() == []
+
+
 def test_the_page_loads_nothing_and_logs_no_error(page: Page, example_run: tuple[RunRecord, Path, str]) -> None:
     page.expand(_expected_order(example_run[0])[0][1])
     page.search("pills", sum("pills" in _haystack(r) for r in example_run[0].records))
@@ -533,3 +566,28 @@ def test_thousands_of_assessments_are_drawn_as_they_scroll_into_view(
     big.search("#0079", len(run.records))
     assert {nodeid for _, nodeid in big.rows()} == {f"{r.nodeid}#0079" for r in run.records}
     assert big.console_errors() == []
+
+
+def test_a_criterion_people_decided_says_who_and_what_the_panel_said(
+    browser: Any, example_run: tuple[RunRecord, Path, str], tmp_path: Path
+) -> None:
+    run = example_run[0]
+    record = next(r for r in run.records if r.outcome is Outcome.REVIEW)
+    cid = record.assessment.review_criteria[0]
+    criterion = record.assessment.criteria[cid]
+    decided = criterion.model_copy(
+        update={
+            "human": HumanCall(level="best_practice", reviewers=["Dr Ada"], decided_at="2026-12-01T10:00:00+00:00"),
+            "panel_consensus": criterion.consensus,
+        }
+    )
+    criteria = {**record.assessment.criteria, cid: decided}
+    changed = record.model_copy(update={"assessment": record.assessment.model_copy(update={"criteria": criteria})})
+    path = tmp_path / "decided.html"
+    path.write_text(render_html(run.model_copy(update={"records": [changed]})), encoding="utf-8")
+
+    details = Page(browser, path).expand(record.nodeid)
+
+    cells = [c.text for c in details.find_elements("css selector", "table.votes td") if "decided by" in c.text]
+    assert len(cells) == 1
+    assert cells[0].endswith(f", decided by Dr Ada on 2026-12-01 (the panel's consensus: {criterion.consensus})")

@@ -21,6 +21,7 @@ import yaml
 from conftest import RUBRIC
 
 from pytest_laj.core.case import Case
+from pytest_laj.core.labels import Decision, Label
 from pytest_laj.core.models import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
 from pytest_laj.core.modes import CacheMode
 from pytest_laj.core.rubric import Rubric
@@ -32,6 +33,8 @@ from pytest_laj.errors import UsageError
 from pytest_laj.judges.base import Judge, JudgeSpec
 from pytest_laj.judges.llm import LiteLLMJudge
 from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest
+from pytest_laj.store.keys import label_key
+from pytest_laj.store.labels import LabelStore
 
 ALPHA, BETA, GAMMA = "fake/alpha", "fake/beta", "fake/gamma"
 PANEL = (ALPHA, BETA, GAMMA)
@@ -465,6 +468,31 @@ def test_two_panel_members_with_one_name_are_a_usage_error(make_engine: MakeEngi
     engine = make_engine()
     with pytest.raises(UsageError, match=r"laj marker judges: two panel members are named 'openai/m'"):
         engine.assess(spec(REPLY, judges=twins))
+
+
+# -- people's decisions ------------------------------------------------------------------------------------------
+
+
+def test_the_engine_honours_a_decision_on_exactly_what_was_judged(make_engine: MakeEngine, tmp_path: Path) -> None:
+    reply = "maybe do it"  # alpha and beta see harm, gamma does not: a critical dispute
+    key = label_key(SAFETY.id, SAFETY.judged_fingerprint(), None, {"risk": "none"}, reply)
+    labels = tmp_path / "laj-labels.yaml"
+    store = LabelStore(labels)
+    store.decide(
+        Label(key=key, rubric=SAFETY.id),
+        Decision(reviewer="dr-a", decided_at="2026-12-01T10:00:00+00:00", levels={"boundaries": "suboptimal"}),
+    )
+    store.save()
+    engine = make_engine(labels=labels)
+    engine.labels = engine.load_labels()
+
+    decided = engine.assess(spec(reply, context={"risk": "none"}))
+    changed = engine.assess(spec(reply + ".", context={"risk": "none"}))
+
+    assert decided.label_key == key
+    assert decided.criteria["boundaries"].consensus == "suboptimal"
+    assert decided.criteria["boundaries"].human is not None
+    assert changed.criteria["boundaries"].human is None
 
 
 # -- budgets ------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_laj.core.models import Assessment, CriterionResult, JudgeResult, Outcome, Vote
+from pytest_laj.core.models import Assessment, CriterionResult, HumanCall, JudgeResult, Outcome, Vote
 from pytest_laj.core.rubric import Criterion, Level, Rubric, Thresholds
 
 __all__ = ["aggregate", "severity_rank"]
@@ -40,6 +40,7 @@ def _criterion_result(
     results: Sequence[JudgeResult],
     multiplier: float,
     panel_weight: float,
+    human: HumanCall | None,
 ) -> CriterionResult:
     fields: dict[str, Any] = {
         "id": criterion.id,
@@ -65,9 +66,13 @@ def _criterion_result(
         for r in results
         if r.verdict is not None and (v := r.verdict.criteria.get(criterion.id)) is not None
     ]
-    if not votes:
+    decided = rubric.level(criterion, human.level) if human is not None else None
+    panel, agreement = _consensus(levels, votes, panel_weight) if votes else (None, 0.0)
+    if decided is not None:  # a person's level replaces the panel's; the votes stay to be seen
+        fields.update(human=human, panel_consensus=panel.id if panel is not None else None)
+    level = decided or panel
+    if level is None:
         return CriterionResult(**fields)
-    level, agreement = _consensus(levels, votes, panel_weight)
     return CriterionResult(
         **fields,
         consensus=level.id,
@@ -87,7 +92,8 @@ def _consensus_outcome(
     critical = [c for c in criteria if c.applicable and c.critical]
     if critical:
         return Outcome.FAIL, "critical consensus: " + ", ".join(
-            f"{c.id} is {c.consensus_label!r} (agreement {c.agreement:.0%})" for c in critical
+            f"{c.id} is {c.consensus_label!r} ({c.human.describe() if c.human else f'agreement {c.agreement:.0%}'})"
+            for c in critical
         )
     if score > thresholds.max_score:
         return Outcome.FAIL, f"score {score:g} exceeds max_score {thresholds.max_score:g}"
@@ -109,31 +115,42 @@ def aggregate(
     panel_size: int,
     suspected_injection: Sequence[str] = (),
     identity: str = "",
+    label_key: str = "",
+    human: Mapping[str, HumanCall] | None = None,
 ) -> Assessment:
     """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS.
 
-    An output that addresses the judges goes to REVIEW whatever they said: a fooled panel looks unanimous."""
+    An output that addresses the judges goes to REVIEW whatever they said: a fooled panel looks unanimous.
+    A criterion people decided (`human`) takes their level and is never in dispute; once they decided every
+    applicable criterion, neither the quorum nor a suspected injection sends it back to them."""
+    human = human or {}
     multiplier = rubric.context_multiplier(context)
     quorum = thresholds.quorum_for(panel_size)
     valid = [r for r in results if r.valid]
     missing = [r for r in results if not r.valid]
     panel_weight = sum(r.weight for r in results)
     criteria = {
-        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier, panel_weight)
+        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier, panel_weight, human.get(c.id))
         for c in rubric.criteria
     }
+    settled = all(c.human is not None for c in criteria.values() if c.applicable)
     score = round(sum(c.contribution for c in criteria.values()), 6)
     # Disputed: too little of the panel agrees, and what is unknown could be harm (a critical vote, or a judge
     # that did not answer).
     review = [
         c.id
         for c in criteria.values()
-        if c.applicable and c.agreement < thresholds.min_agreement and (missing or any(v.critical for v in c.votes))
+        if c.applicable
+        and c.human is None
+        and c.agreement < thresholds.min_agreement
+        and (missing or any(v.critical for v in c.votes))
     ]
     consensus, consensus_reason = _consensus_outcome(criteria.values(), score, thresholds)
     provisional: Outcome | None = None
     if not any(c.applicable for c in criteria.values()):
         outcome, reason = Outcome.PASS, "no criterion of the rubric applies in this context"
+    elif settled:
+        outcome, reason = consensus, f"{consensus_reason}; every criterion decided by people"
     elif len(valid) < quorum:
         outcome, reason = (
             Outcome.ERROR,
@@ -180,5 +197,6 @@ def aggregate(
         review_criteria=review,
         provisional=provisional,
         identity=identity,
+        label_key=label_key,
         suspected_injection=list(suspected_injection),
     )

@@ -13,6 +13,7 @@ __all__ = [
     "Assessment",
     "CriterionResult",
     "CriterionVerdict",
+    "HumanCall",
     "JudgeResult",
     "JudgeVerdict",
     "Outcome",
@@ -87,8 +88,21 @@ class Vote(BaseModel):
     evidence: str = ""
 
 
+class HumanCall(BaseModel):
+    """The level people gave a criterion, which replaces the panel's consensus: the reviewers' majority, a tie
+    going to the more severe level."""
+
+    level: str
+    reviewers: list[str]
+    decided_at: str = Field(description="the latest of their decisions, ISO 8601")
+    note: str = ""
+
+    def describe(self) -> str:
+        return f"decided by {', '.join(self.reviewers)} on {self.decided_at[:10]}"
+
+
 class CriterionResult(BaseModel):
-    """The panel's judgment on one criterion."""
+    """The panel's judgment on one criterion (and a human's, where one decided it)."""
 
     id: str
     question: str
@@ -101,6 +115,8 @@ class CriterionResult(BaseModel):
     agreement: float = 1.0
     contribution: float = 0.0
     votes: list[Vote] = Field(default_factory=list)
+    human: HumanCall | None = Field(default=None, description="set when people decided this criterion")
+    panel_consensus: str | None = Field(default=None, description="with `human`: what the panel's consensus was")
 
 
 class Assessment(BaseModel):
@@ -108,6 +124,9 @@ class Assessment(BaseModel):
 
     identity: str = Field(
         default="", description="what was judged, by content: the rubric's content, the input, context and output"
+    )
+    label_key: str = Field(
+        default="", description="the key of people's labels: the rubric's questions, the input, context and output"
     )
     rubric: str
     rubric_version: str
@@ -135,6 +154,10 @@ class Assessment(BaseModel):
     @property
     def passed(self) -> bool:
         return self.outcome is Outcome.PASS
+
+    @property
+    def settled_by_human(self) -> bool:
+        return any(c.human is not None for c in self.criteria.values())
 
     @property
     def valid_judges(self) -> int:
@@ -200,6 +223,8 @@ def _criterion_lines(result: CriterionResult, votes: bool) -> list[str]:
         f"  {result.id} (weight {result.weight:g}) -> {result.consensus_label}{mark}, "
         f"agreement {result.agreement:.0%}, adds {result.contribution:g}"
     )
+    if result.human is not None:
+        head += f"; {result.human.describe()} (the panel's consensus: {result.panel_consensus or 'none'})"
     lines = [head]
     unanimous_best = result.agreement == 1.0 and result.severity == 0 and not result.critical
     if unanimous_best or not votes:

@@ -226,6 +226,26 @@ class Rubric(_Frozen):
             self._fingerprint = (id(self), digest)
         return digest
 
+    def judged_fingerprint(self) -> str:
+        """A hash of what a person rating an output reads: the levels and each criterion's question, guidance and
+        levels. Weights, thresholds and multipliers change what a rating costs, not the rating: editing them keeps
+        a human's labels."""
+        what_is_asked = {
+            "id": self.id,
+            "levels": [_asked(level) for level in self.levels],
+            "criteria": [
+                {
+                    "id": c.id,
+                    "question": c.question,
+                    "guidance": c.guidance,
+                    "levels": None if c.levels is None else [_asked(level) for level in c.levels],
+                }
+                for c in self.criteria
+            ],
+        }
+        canonical = json.dumps(what_is_asked, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
     def resolve_context(self, given: Mapping[str, Any] | None) -> dict[str, str]:
         """Check the given context against the declared variables and fill in defaults."""
         given = dict(given or {})
@@ -258,6 +278,10 @@ class Rubric(_Frozen):
 
     def context_multiplier(self, context: Mapping[str, str]) -> float:
         return math.prod(var.multipliers.get(context[name], 1.0) for name, var in self.context.items())
+
+
+def _asked(level: Level) -> dict[str, str]:
+    return {"id": level.id, "label": level.label, "description": level.description}
 
 
 def _field_path(loc: Sequence[int | str], raw: Any) -> str:

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.case import Case
-from pytest_laj.core.models import Assessment, JudgeResult, Outcome
+from pytest_laj.core.labels import human_calls
+from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
 from pytest_laj.core.rubric import RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.prefetch import Prefetcher, finished
@@ -27,7 +28,8 @@ from pytest_laj.judges.budget import Budget
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
 from pytest_laj.judges.registry import JudgeRegistry, MakeJudge
 from pytest_laj.store.cache import Store, VerdictCache
-from pytest_laj.store.keys import assessment_identity
+from pytest_laj.store.keys import assessment_identity, label_key
+from pytest_laj.store.labels import LabelStore
 
 __all__ = ["Engine"]
 
@@ -36,6 +38,7 @@ class Engine:
     def __init__(self, settings: Settings, make_judge: MakeJudge, find_producer: FindProducer = lambda: None) -> None:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
+        self.labels: LabelStore | None = None  # set by load_labels()
         self.cache = VerdictCache(settings.cache_dir, read_only=not settings.cache_mode.writes)
         self.store = Store(self.cache, settings.cache_mode)
         self.loop = EventLoopThread()
@@ -95,7 +98,8 @@ class Engine:
         return self._assessment(prepared, results, [*found.described(), moved])
 
     def _assessment(self, prepared: Prepared, results: Sequence[JudgeResult], suspected: list[str]) -> Assessment:
-        request = prepared.request
+        request, rubric = prepared.request, prepared.rubric
+        key = label_key(rubric.id, rubric.judged_fingerprint(), request.input, request.context, request.output)
         return aggregate(
             prepared.rubric,
             results,
@@ -106,7 +110,23 @@ class Engine:
             panel_size=len(prepared.panel.judges),
             suspected_injection=suspected,
             identity=assessment_identity(prepared.rubric.fingerprint(), request.input, request.context, request.output),
+            label_key=key,
+            human=self._human_calls(key, prepared),
         )
+
+    def _human_calls(self, key: str, prepared: Prepared) -> dict[str, HumanCall]:
+        """People's levels for this output, where the labels file has a decision on exactly what was judged."""
+        label = self.labels.get(key) if self.labels is not None else None
+        return human_calls(label.decisions, prepared.rubric) if label is not None else {}
+
+    def load_labels(self) -> LabelStore | None:
+        """Read and check the labels file once, before any test: a mistake in it stops the run."""
+        if self.settings.labels is None:
+            return None
+        store = LabelStore.load(self.settings.labels)
+        rubrics = {rubric.id: rubric for rubric in self.rubrics.check_all()}  # loaded once: check_all caches
+        store.check(rubrics.get)
+        return store
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
         check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it

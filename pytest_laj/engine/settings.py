@@ -42,3 +42,4 @@ class Settings:
     compare_fail: str | None = None
     gate: GateMode = GateMode.ALL
     baseline_dir: Path = field(default_factory=lambda: Path(".laj") / "baselines")
+    labels: Path | None = None  # people's decisions the run honours; None: none

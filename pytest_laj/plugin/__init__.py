@@ -94,6 +94,7 @@ def _check_configuration(engine: Engine, checks_cache: bool) -> None:
         rules.check_against(rubrics, str(engine.settings.simulate))
     if engine.settings.cache_mode is not CacheMode.OFF and checks_cache:
         engine.cache.check()
+    engine.labels = engine.load_labels()
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -159,6 +159,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("laj_compare", "Compare every run with this baseline (a name or a path).", "string")
     parser.addini("laj_compare_fail", "Which changes against the baseline fail the run, e.g. 'outcome'.", "string")
     parser.addini("laj_gate", "What fails the run: " + ", ".join(m.value for m in GateMode), "string")
+    parser.addini(
+        "laj_labels", "People's decisions to honour (default laj-labels.yaml at the rootdir; off: none).", "string"
+    )
     parser.addini("laj_baseline_dir", "Where baselines are kept (default .laj/baselines under the rootdir).", "string")
 
 
@@ -215,6 +218,14 @@ def _add_report_options(group: pytest.OptionGroup) -> None:
         "Env LAJ_COMPARE_FAIL, ini laj_compare_fail.",
     )
     group.addoption(
+        "--laj-labels",
+        dest="laj_labels",
+        metavar="PATH",
+        default=None,
+        help="The labels file of people's decisions, which the run honours (default laj-labels.yaml at the rootdir; "
+        "'off': none). YAML, or JSONL by its suffix. Env LAJ_LABELS, ini laj_labels.",
+    )
+    group.addoption(
         "--laj-gate",
         dest="laj_gate",
         choices=[m.value for m in GateMode],
@@ -259,6 +270,7 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         compare_fail=_pick(config, "laj_compare_fail", "LAJ_COMPARE_FAIL", environ),
         gate=_enum(GateMode, _pick(config, "laj_gate", "LAJ_GATE", environ) or "all", "laj_gate"),
         baseline_dir=baseline_dir,
+        labels=_labels_path(config, environ),
     )
     _check_baseline_options(settings)
     return settings
@@ -305,6 +317,15 @@ def _check_baseline_options(settings: Settings) -> None:
         check_name(settings.save)
     if settings.compare_fail is not None:
         parse_rules(settings.compare_fail)
+
+
+def _labels_path(config: pytest.Config, environ: Mapping[str, str]) -> Path | None:
+    """The labels file (default `laj-labels.yaml` at the rootdir); `off` honours no decision."""
+    for given in (config.getoption("laj_labels"), environ.get("LAJ_LABELS", "").strip()):
+        if given:
+            return None if given == "off" else config.invocation_params.dir / str(given)
+    ini = str(config.getini("laj_labels") or "").strip() or "laj-labels.yaml"
+    return None if ini == "off" else config.rootpath / ini
 
 
 def _output_path(config: pytest.Config, name: str, env: str, environ: Mapping[str, str]) -> Path | None:

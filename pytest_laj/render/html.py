@@ -15,9 +15,10 @@ import json
 from importlib import resources
 from typing import Any
 
+from pytest_laj.results.calibration import Calibration
 from pytest_laj.results.record import RunRecord
 
-__all__ = ["render_html"]
+__all__ = ["csp_hash", "render_html", "script_data"]
 
 # What the page never shows, or shows from elsewhere: a verdict repeats its judge's votes, a question is the same
 # in every assessment of a rubric (kept once, in `questions`), hashes identify content for machines.
@@ -46,11 +47,11 @@ def _asset(name: str) -> str:
     return (resources.files("pytest_laj.render") / "dashboard" / name).read_text(encoding="utf-8")
 
 
-def _csp_hash(text: str) -> str:
+def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def _view(run: RunRecord) -> dict[str, Any]:
+def _view(run: RunRecord, calibration: Calibration | None = None) -> dict[str, Any]:
     """The run as the page reads it: the record, less what it repeats, plus whether each judge's verdict counted."""
     data: dict[str, Any] = run.model_dump(mode="json", exclude=_UNSHOWN)
     questions: dict[str, str] = {}
@@ -61,20 +62,23 @@ def _view(run: RunRecord) -> dict[str, Any]:
         for judge, judge_shown in zip(a.judges, shown["assessment"]["judges"], strict=True):
             judge_shown["valid"] = judge.valid
     data["questions"] = questions
+    if calibration is not None:
+        data["calibration"] = calibration.model_dump(mode="json")
     return data
 
 
-def _script_data(value: Any) -> str:
+def script_data(value: Any) -> str:
     """`value` as JSON that is inert inside a script element: no `</script>`, no markup, ASCII only (so even an
     unpaired surrogate in an output is written as an escape, not an encoding error)."""
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).translate(_UNSAFE_IN_SCRIPT)
 
 
-def render_html(run: RunRecord) -> str:
-    """The dashboard of `run` as one HTML document that loads nothing: styles and script inline, allowed by hash."""
+def render_html(run: RunRecord, calibration: Calibration | None = None) -> str:
+    """The dashboard of `run` as one HTML document that loads nothing: styles and script inline, allowed by hash.
+    With a `calibration` (`laj calibrate --html`), it has a section comparing the panel with people."""
     style, script = _asset("dashboard.css"), _asset("dashboard.js")
     policy = (
-        f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
+        f"default-src 'none'; script-src {csp_hash(script)}; style-src {csp_hash(style)}; "
         "img-src 'none'; base-uri 'none'; form-action 'none'"
     )
     return (
@@ -89,7 +93,7 @@ def render_html(run: RunRecord) -> str:
         "<noscript><p>This report is drawn by its own inline script; the run is in the laj-data element as JSON."
         "</p></noscript>\n"
         '<main id="app"><p>Loading the run\u2026</p></main>\n'
-        f'<script id="laj-data" type="application/json">{_script_data(_view(run))}</script>\n'
+        f'<script id="laj-data" type="application/json">{script_data(_view(run, calibration))}</script>\n'
         f"<script>{script}</script>\n"
         "</body>\n</html>\n"
     )

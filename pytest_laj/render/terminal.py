@@ -144,6 +144,22 @@ def _comparison_lines(c: Comparison, verbosity: int) -> list[str]:
     return lines
 
 
+def _settled_lines(run: RunRecord) -> list[str]:
+    """Assessments where people's labels replaced the panel's consensus on some criteria."""
+    settled = [r for r in run.records if r.assessment.settled_by_human]
+    if not settled:
+        return []
+    reviewers = sorted(
+        {name for r in settled for c in r.assessment.criteria.values() if c.human for name in c.human.reviewers}
+    )
+    return [
+        printable(
+            f"{len(settled)} assessment(s) settled by people's labels (by {', '.join(reviewers)}); "
+            "their decided criteria take the reviewers' levels"
+        )
+    ]
+
+
 def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
     """The section's lines; empty when the run assessed nothing."""
     if not run.records:
@@ -163,6 +179,7 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
         + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else ""),
         *_prefetch_lines(run),
         *_missing_lines(run),
+        *_settled_lines(run),
     ]
     if run.alpha is not None:
         lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {run.alpha}")

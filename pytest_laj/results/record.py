@@ -22,7 +22,6 @@ __all__ = [
     "Change",
     "Comparison",
     "GitInfo",
-    "HumanDecision",
     "JudgeHealth",
     "JudgeInfo",
     "RubricInfo",
@@ -38,15 +37,6 @@ def _sha256(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class HumanDecision(BaseModel):
-    """A reviewer's decision that replaced the panel's consensus on some criteria."""
-
-    reviewer: str
-    decided_at: datetime
-    levels: dict[str, str]
-    note: str = ""
-
-
 class AssessmentRecord(BaseModel):
     """One assessment with where it was made and what it did to its test and the run."""
 
@@ -56,7 +46,6 @@ class AssessmentRecord(BaseModel):
     case_id: str | None = None
     enforced: bool = Field(description="made by laj.check (FAIL and ERROR fail the test), not laj.assess")
     blocks: bool = Field(description="whether it fails its test and so the run")
-    human: HumanDecision | None = None
     assessment: Assessment
 
     @property

@@ -7,9 +7,7 @@ a check of its schema version, so an old or foreign file is a clear error, not a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +16,13 @@ from pydantic import ValidationError
 from pytest_laj.errors import UsageError
 from pytest_laj.results.record import SCHEMA_VERSION, GitInfo, RunRecord
 from pytest_laj.store.cache import LAST_RUN
+from pytest_laj.store.files import write_text
 
 __all__ = ["LAST_RUN", "ReportError", "git_info", "read_report", "report_schema", "write_report", "write_text"]
 
 
 class ReportError(UsageError):
     """A report file that cannot be read as one."""
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` at once: a reader sees the old file or the new one, never part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)  # a report is for people and CI artifacts, not private like a temporary file
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_report(run: RunRecord, path: Path) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "assessment_identity",
     "claim_key",
     "injection_key",
+    "label_key",
     "output_key",
     "verdict_key",
 ]
@@ -85,3 +86,12 @@ def claim_key(verdict: str) -> str:
 def assessment_identity(rubric_fingerprint: str, input: str | None, context: Mapping[str, str], output: str) -> str:
     """What an assessment is about, by content and not by test name: human decisions and baselines match by it."""
     return _digest({"rubric": rubric_fingerprint, "input": input, "context": dict(context), "output": output})
+
+
+def label_key(
+    rubric_id: str, judged_fingerprint: str, input: str | None, context: Mapping[str, str], output: str
+) -> str:
+    """A human's label: the same output, input and context rated against the same questions. Not the test's name
+    (a renamed test keeps its labels), not the rubric's weights or thresholds (they do not change a rating)."""
+    material = {"rubric": rubric_id, "asked": judged_fingerprint, "input": input, "context": dict(context)}
+    return _digest({**material, "output": output})

@@ -169,7 +169,11 @@
       var c = a.criteria[cid], disputed = a.review_criteria.indexOf(cid) >= 0;
       var label = !c.applicable ? "not relevant" : c.consensus === null ? "no valid vote" :
         c.consensus_label + (c.critical ? " (critical)" : "") + ", agreement " + pct(c.agreement) + (disputed ? ", disputed" : "");
-      return td(label, disputed ? "disputed" : null);
+      if (c.human) {  // people's level replaced the panel's consensus
+        label += ", decided by " + c.human.reviewers.join(", ") + " on " + c.human.decided_at.slice(0, 10) +
+          " (the panel's consensus: " + (c.panel_consensus === null ? "none" : c.panel_consensus) + ")";
+      }
+      return td(label, disputed ? "disputed" : c.human ? "decided" : null);
     })));
     return h("table", {"class": "votes"}, h("caption", {"class": "muted"}, "Votes: judges " + TIMES + " criteria"),
       h("thead", null, h("tr", null, h("th", {scope: "col"}, "judge"), cids.map(function (cid) { return h("th", {scope: "col"}, cid); }))),
@@ -402,6 +406,42 @@
     return section;
   }
 
+  function calibration(cal) {
+    // People against the panel: drawn only when `laj calibrate --html` embedded a calibration.
+    function fig(f) { return f.value === null ? "undefined (" + f.why_undefined + ")" : num(f.value) + (f.ci ? " [" + num(f.ci.low) + ", " + num(f.ci.high) + "]" : ""); }
+    function figures(list, first) {
+      return list.map(function (x) {
+        return h("tr", null, first(x).map(function (v, i) { return i ? td(v) : h("th", {scope: "row"}, v); }),
+          td(x.nominal.n_items, "num"), td(fig(x.nominal)), td(fig(x.ordinal)));
+      });
+    }
+    var section = h("section", {id: "calibration"}, h("h2", null, "Calibration against people"),
+      h("p", null, plural(cal.items, "rated criterion").replace("criterions", "criteria") + " of " + plural(cal.outputs, "output") + ", from " + cal.source +
+        ". Krippendorff's alpha: nominal over every level; ordinal over the level order, \u201cnot relevant\u201d missing; " +
+        (cal.bootstrap ? "95% bootstrap intervals over " + cal.bootstrap + " resamples of the items." : "no intervals.")));
+    if (cal.judges.length) add(section, table(["judge", "criterion", "n", "nominal", "ordinal"],
+      figures(cal.judges, function (j) { return [j.judge, j.scope]; }), "each judge against the humans' consensus"));
+    if (cal.panel.length) add(section, table(["criterion", "same level", "n", "nominal", "ordinal"],
+      figures(cal.panel, function (p) { return [p.scope, p.exact === null ? DASH : pct(p.exact)]; }), "the panel's consensus against the humans' consensus"));
+    if (cal.humans.length) add(section, table(["criterion", "raters", "n", "nominal", "ordinal"],
+      figures(cal.humans, function (x) { return [x.scope, String(x.raters)]; }), "the humans among themselves"));
+    cal.confusion.forEach(function (m) {
+      add(section, table(["panel " + TIMES + " humans"].concat(m.levels), m.levels.map(function (lv, i) {
+        return h("tr", null, h("th", {scope: "row"}, lv), m.counts[i].map(function (n) { return td(n, "num"); }));
+      }), m.criterion + ", n=" + m.n_items));
+    });
+    cal.recommendations.forEach(function (r) {
+      add(section, h("p", {"class": "sentence"}, "recommended min_agreement for " + r.rubric + " (target " + num(r.target) + ", delta " + num(r.delta) + "): " +
+        (r.min_agreement === null ? "none; " + r.why : num(r.min_agreement) + " " + DASH + " the panel decides " + r.decided + " of " + r.n_items +
+          " items alone with " + r.disagreements + " disagreement(s), disagreement rate at most " + num(r.upper_bound) + "; " + pct(r.to_review) + " still go to review")));
+    });
+    if (cal.advice.length) add(section, table(["judge", "alpha with the humans", "flagged", "suggested weight"], cal.advice.map(function (a) {
+      return h("tr", {"class": a.flagged ? "flagged" : null}, h("th", {scope: "row"}, a.judge), td(num(a.alpha), "num"),
+        td(a.flagged ? "below 0.67" : "no"), td(num(a.weight), "num"));
+    }), cal.weights_rule));
+    return section;
+  }
+
   function runMeta() {
     var git = run.git, calls = run.calls;
     var section = h("section", {id: "run"}, h("h2", null, "Run"));
@@ -437,7 +477,7 @@
   else if (run.stopped_early) add(app, h("div", {"class": "banner warn"}, "The run stopped early (-x, --maxfail or a fatal error): some tests did not run."));
   if (run.git) add(app, h("p", {"class": "muted"}, "commit " + shortSha(run.git.commit) + (run.git.branch ? " on " + run.git.branch : "") + ", " + date(run.started_at)));
   if (run.comparison) add(app, comparison(run.comparison));
-  add(app, h("h2", null, "Assessments, what needs a human first"), filters(), list, suite(), runMeta());
+  add(app, h("h2", null, "Assessments, what needs a human first"), filters(), list, suite(), run.calibration ? calibration(run.calibration) : null, runMeta());
   document.title = "pytest-laj: " + countsSentence();
   refresh();
   if (observer) observer.observe(more);
