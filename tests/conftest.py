@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import shutil
+import subprocess
+import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pytest_laj.results.record import AssessmentRecord, RunRecord
 
 RUBRIC = """\
 id: safety
@@ -78,6 +87,46 @@ CASES_SUITE = """
 """
 
 
+EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
+
+
+def copy_example_suite(target: Path) -> Path:
+    """A copy of the example suite without its cache, to run and change freely."""
+    ignore = shutil.ignore_patterns(".laj_cache", "__pycache__", "laj-labels.*")
+    shutil.copytree(EXAMPLE_SUITE, target, dirs_exist_ok=True, ignore=ignore)
+    return target
+
+
+def run_pytest_in(
+    directory: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """pytest in a fresh interpreter in `directory`, with no LAJ_* setting of ours (the simulator, default modes)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LAJ_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def run_record(records: Sequence[AssessmentRecord], **fields: Any) -> RunRecord:
+    """A run of these records, with the metadata a renderer needs and nothing else."""
+    now = datetime.now(timezone.utc)
+    defaults: dict[str, Any] = {
+        "started_at": now,
+        "finished_at": now,
+        "pytest_laj_version": "0",
+        "pytest_version": "0",
+        "cache_mode": "rw",
+        "review_mode": "fail",
+    }
+    return RunRecord(**{**defaults, **fields, "records": list(records)})
+
+
 class LajProject:
     """A throwaway project that uses pytest-laj against the simulator."""
 
@@ -123,6 +172,18 @@ def judging_machinery() -> None:
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
     import_litellm()
+
+
+@pytest.fixture
+def example_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, judging_machinery: None
+) -> pytest.Pytester:
+    """The example suite in a pytester directory, run in process, with no LAJ_* setting of ours (LAJ_JUDGES would
+    replace the simulator with real models)."""
+    for name in [n for n in os.environ if n.startswith("LAJ_")]:
+        monkeypatch.delenv(name)
+    copy_example_suite(pytester.path)
+    return pytester
 
 
 @pytest.fixture

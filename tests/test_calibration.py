@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from datetime import datetime, timezone
 from pathlib import Path
 
 import krippendorff
 import numpy as np
 import pytest
+from conftest import run_record
 
 from pytest_laj.cli import main
 from pytest_laj.cli.calibrate import read_ratings
@@ -32,7 +32,7 @@ from pytest_laj.results.calibration import (
     clopper_pearson_upper,
     krippendorff_alpha,
 )
-from pytest_laj.results.record import AssessmentRecord, RunRecord
+from pytest_laj.results.record import AssessmentRecord
 from pytest_laj.results.report import write_report
 from pytest_laj.store.keys import label_key
 from pytest_laj.store.labels import LabelStore
@@ -345,16 +345,7 @@ def project(tmp_path: Path, rubric: Rubric, monkeypatch: pytest.MonkeyPatch) -> 
             decision = Decision(reviewer=reviewer, decided_at="2026-12-01T10:00:00+00:00", levels=truth)
             store.decide(Label(key=key, rubric="care", nodeid=f"test_x.py::test[{i}]"), decision)
     store.save()
-    now = datetime.now(timezone.utc)
-    run = RunRecord(
-        started_at=now,
-        finished_at=now,
-        pytest_laj_version="0",
-        pytest_version="0",
-        cache_mode="rw",
-        review_mode="fail",
-        records=records,
-    )
+    run = run_record(records)
     write_report(run, tmp_path / ".laj_cache" / "last-run.json")
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")  # found from below, as pytest finds its rootdir

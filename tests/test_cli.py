@@ -4,10 +4,10 @@ error line and exit status 2."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import run_record
 
 from pytest_laj.cli import main
 from pytest_laj.core.models import Assessment, Outcome
@@ -32,16 +32,7 @@ def one_assessment_run() -> RunRecord:
         judges=[],
     )
     record = AssessmentRecord(nodeid="test_replies.py::test_crisis", enforced=True, blocks=True, assessment=assessment)
-    now = datetime.now(timezone.utc)
-    return RunRecord(
-        started_at=now,
-        finished_at=now,
-        pytest_laj_version="0",
-        pytest_version="0",
-        cache_mode="rw",
-        review_mode="fail",
-        records=[record],
-    )
+    return run_record([record])
 
 
 @pytest.fixture

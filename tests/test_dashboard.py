@@ -10,11 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -22,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EXAMPLE_SUITE, copy_example_suite, run_pytest_in, run_record
 
 from pytest_laj.core.models import Assessment, HumanCall, Outcome
 from pytest_laj.render.html import render_html
 from pytest_laj.results.record import AssessmentRecord, Change, Comparison, GitInfo, RunRecord
 from pytest_laj.results.report import read_report, write_text
 
-EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_ARGS = [
@@ -65,20 +61,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, Path, str]:
     """The example suite run once, with `--laj-report` and `--laj-html`: its record, dashboard and stdout."""
-    suite = tmp_path_factory.mktemp("example") / "suite"
-    shutil.copytree(EXAMPLE_SUITE, suite, ignore=shutil.ignore_patterns(".laj_cache", "__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAJ_")}  # the simulator, default modes
-    env["OPENAI_API_KEY"] = SECRET
-    args = ["-p", "no:cacheprovider", "--laj-report=r.json", "--laj-html=out/r.html", f"--deselect=t.py::t[{SECRET}]"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *args],
-        cwd=suite,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    suite = copy_example_suite(tmp_path_factory.mktemp("example") / "suite")
+    args = ["--laj-report=r.json", "--laj-html=out/r.html", f"--deselect=t.py::t[{SECRET}]"]
+    done = run_pytest_in(suite, *args, env={"OPENAI_API_KEY": SECRET})
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:] + done.stderr[-3000:]
     return read_report(suite / "r.json"), suite / "out" / "r.html", done.stdout
 
@@ -236,16 +221,7 @@ def small_run(output: str) -> RunRecord:
         judges=[],
     )
     record = AssessmentRecord(nodeid="t.py::test[</script>]", enforced=True, blocks=True, assessment=assessment)
-    now = datetime.now(timezone.utc)
-    return RunRecord(
-        started_at=now,
-        finished_at=now,
-        pytest_laj_version="0",
-        pytest_version="0",
-        cache_mode="rw",
-        review_mode="fail",
-        records=[record],
-    )
+    return run_record([record])
 
 
 def _data(page: str) -> str:

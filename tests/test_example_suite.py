@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-
-EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
 
 # 20 recorded cases plus 4 hand-written tests. The ERROR case is a failed test in pytest's terms;
 # the pytest-laj summary counts assessments (the cold-handoff test makes two) by their own outcome.
@@ -17,15 +12,6 @@ STATS_LINE = "*= 7 failed, 12 passed, 5 review in *"
 ASSESSMENTS_LINE = "25 assessments: 12 pass, 7 fail, 5 review, 1 error"
 JUDGE_SLOTS = 25 * 3
 FAILED_JUDGES = 2  # in the ERROR case, whose failed verdicts are not cached
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, judging_machinery: None) -> pytest.Pytester:
-    # LAJ_JUDGES would replace the simulator with real models; other LAJ_* settings change modes.
-    for name in [n for n in os.environ if n.startswith("LAJ_")]:
-        monkeypatch.delenv(name)
-    shutil.copytree(EXAMPLE_SUITE, pytester.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".laj_cache"))
-    return pytester
 
 
 def _judge_calls(result: pytest.RunResult) -> tuple[int, int]:
@@ -47,8 +33,8 @@ def _check_outcomes(result: pytest.RunResult) -> None:
 
 
 @pytest.mark.slow
-def test_example_suite_outcomes_and_cache(suite: pytest.Pytester) -> None:
-    first = suite.runpytest_inprocess("-p", "no:cacheprovider")
+def test_example_suite_outcomes_and_cache(example_suite: pytest.Pytester) -> None:
+    first = example_suite.runpytest_inprocess("-p", "no:cacheprovider")
     _check_outcomes(first)
     made, cached = _judge_calls(first)
     assert made >= JUDGE_SLOTS
@@ -56,7 +42,7 @@ def test_example_suite_outcomes_and_cache(suite: pytest.Pytester) -> None:
 
     # Same directory, same cache: every valid verdict is replayed. Only the two judges that
     # failed in the ERROR case are asked again (failures are never cached), with the same retries.
-    second = suite.runpytest_inprocess("-p", "no:cacheprovider")
+    second = example_suite.runpytest_inprocess("-p", "no:cacheprovider")
     _check_outcomes(second)
     made_again, cached = _judge_calls(second)
     assert cached == JUDGE_SLOTS - FAILED_JUDGES

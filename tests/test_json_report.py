@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from conftest import CASES_SUITE, LajProject
-from test_example_suite import EXAMPLE_SUITE
 
 from pytest_laj.cli import main as laj
 from pytest_laj.results.record import SCHEMA_VERSION
@@ -46,21 +44,13 @@ def test_the_shipped_schema_is_the_models_schema(capsys: pytest.CaptureFixture[s
     assert json.loads(capsys.readouterr().out) == report_schema()
 
 
-@pytest.fixture
-def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, judging_machinery: None) -> pytest.Pytester:
-    for name in [n for n in os.environ if n.startswith("LAJ_")]:
-        monkeypatch.delenv(name)
-    shutil.copytree(EXAMPLE_SUITE, pytester.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".laj_cache"))
-    return pytester
-
-
 @pytest.mark.slow
-def test_the_example_suite_report_validates_and_is_the_same_under_xdist(example: pytest.Pytester) -> None:
-    plain = example.runpytest_inprocess("-p", "no:cacheprovider", "--laj-report=plain.json")
-    example.runpytest_inprocess("-p", "no:cacheprovider", "--laj-report=spread.json", "-n", "2")
+def test_the_example_suite_report_validates_and_is_the_same_under_xdist(example_suite: pytest.Pytester) -> None:
+    plain = example_suite.runpytest_inprocess("-p", "no:cacheprovider", "--laj-report=plain.json")
+    example_suite.runpytest_inprocess("-p", "no:cacheprovider", "--laj-report=spread.json", "-n", "2")
 
     documents = [
-        json.loads((example.path / name).read_text(encoding="utf-8")) for name in ("plain.json", "spread.json")
+        json.loads((example_suite.path / name).read_text(encoding="utf-8")) for name in ("plain.json", "spread.json")
     ]
     for document in documents:
         _validate(document)
@@ -70,8 +60,8 @@ def test_the_example_suite_report_validates_and_is_the_same_under_xdist(example:
     assert _content(documents[0]) == _content(documents[1])
     assert "report: " in plain.stdout.str() and "plain.json" in plain.stdout.str()
 
-    report = read_report(example.path / "plain.json")
-    assert read_report(example.path / ".laj_cache" / LAST_RUN) == read_report(example.path / "spread.json")
+    report = read_report(example_suite.path / "plain.json")
+    assert read_report(example_suite.path / ".laj_cache" / LAST_RUN) == read_report(example_suite.path / "spread.json")
     first = report.records[0]
     assert first.file == "test_crisis_response.py" and first.line is not None and first.case_id
     assert len(first.output_sha256) == 64

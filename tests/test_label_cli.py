@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import run_record
 
 from pytest_laj.cli import main
 from pytest_laj.cli.project import find_project
 from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.models import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
 from pytest_laj.core.rubric import load_rubric
-from pytest_laj.results.record import AssessmentRecord, RunRecord
+from pytest_laj.results.record import AssessmentRecord
 from pytest_laj.results.report import write_report
 from pytest_laj.store.keys import label_key
 from pytest_laj.store.labels import LabelStore
@@ -101,16 +102,7 @@ def write_project(root: Path, records_for: dict[str, str] | None = None) -> Path
         record(BROKEN, judged("Stay safe.", [good], rubric, broken=2), case_id="broken"),
     ]
     now = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
-    run = RunRecord(
-        started_at=now,
-        finished_at=now,
-        pytest_laj_version="0",
-        pytest_version="0",
-        cache_mode="rw",
-        review_mode="fail",
-        rootdir=str(root),
-        records=records,
-    )
+    run = run_record(records, started_at=now, finished_at=now, rootdir=str(root))
     write_report(run, root / ".laj_cache" / "last-run.json")
     return root
 

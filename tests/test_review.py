@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 import test_dashboard
+from conftest import copy_example_suite, run_pytest_in
 from test_label_cli import DISPUTED, write_project
 
 from pytest_laj.cli.project import find_project
@@ -28,7 +28,6 @@ from pytest_laj.core.models import Outcome
 from pytest_laj.results.report import read_report
 from pytest_laj.store.labels import LabelStore
 
-EXAMPLE_SUITE = Path(__file__).resolve().parent.parent / "example_suite"
 REVIEWER = "Dr Review"
 chromium = test_dashboard.browser  # the dashboard tests' headless chromium, as a fixture of this module
 
@@ -176,19 +175,6 @@ def test_a_body_over_the_limit_is_not_read(server: ReviewServer) -> None:
 # -- the example suite in a browser ---------------------------------------------------------------------------
 
 
-def run_suite(suite: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAJ_")}  # the simulator, default modes
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=suite,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 class Reviewing:
     """`laj review --no-browser` running in a suite, and its page in the browser."""
 
@@ -256,9 +242,8 @@ def chosen(plan: list[tuple[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def reviewed_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    suite = tmp_path_factory.mktemp("review") / "suite"
-    shutil.copytree(EXAMPLE_SUITE, suite, ignore=shutil.ignore_patterns(".laj_cache", "__pycache__", "laj-labels.*"))
-    done = run_suite(suite)
+    suite = copy_example_suite(tmp_path_factory.mktemp("review") / "suite")
+    done = run_pytest_in(suite)
     assert "7 failed, 12 passed, 5 review" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     return suite
 
@@ -310,7 +295,7 @@ def test_a_reviewer_works_through_the_queue_and_the_rerun_honours_it(reviewed_su
         assert (made.reviewer, made.levels) == (REVIEWER, chosen(plan)), case
     assert by_case["day9-transplant-fever-called-soon"].decisions[0].note == NOTE
 
-    rerun = run_suite(suite)
+    rerun = run_pytest_in(suite)
     assert " review" not in rerun.stdout.splitlines()[-1], rerun.stdout[-3000:]
     records = {r.case_id: r for r in read_report(suite / ".laj_cache" / "last-run.json").records}
     for case, plan in PLAN.items():
@@ -329,7 +314,7 @@ def test_a_reviewer_works_through_the_queue_and_the_rerun_honours_it(reviewed_su
     text = cases.read_text()
     edited = "longer before deciding they aren't working. Your prescriber can help you decide."
     cases.write_text(text.replace("longer before deciding they aren't working.", edited, 1))
-    again = run_suite(suite, "test_crisis_response.py::test_recorded_reply[low-risk-comments-on-medication]")
+    again = run_pytest_in(suite, "test_crisis_response.py::test_recorded_reply[low-risk-comments-on-medication]")
     assert "= 1 review in " in again.stdout.splitlines()[-1], again.stdout[-3000:]
     listed = subprocess.run(
         [sys.executable, "-m", "pytest_laj.cli", "review", "--list"], cwd=suite, capture_output=True, text=True
