@@ -196,20 +196,29 @@ class Reviewing:
         driver.get(found[1])
         self.wait_for(lambda d: d.find_elements("id", "item"))
 
-    def wait_for(self, condition: Any) -> None:
+    def wait_for(self, condition: Any) -> Any:
+        """Until `condition(driver)` is truthy; an element the page replaced while it was read is read again."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        WebDriverWait(self.driver, 10).until(condition)
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(self.driver, 10, ignored_exceptions=ignored).until(condition)
+
+    def read(self, what: Any) -> str:
+        return str(self.wait_for(lambda d: what(d) or None))
 
     def text(self, element_id: str) -> str:
-        found = self.driver.find_elements("id", element_id)
-        return str(found[0].text) if found else ""
+        def read(driver: Any) -> tuple[str]:  # a tuple: an empty text is an answer too
+            found = driver.find_elements("id", element_id)
+            return (str(found[0].text) if found else "",)
+
+        return str(self.wait_for(read)[0])
 
     def heading(self) -> str:
-        return str(self.driver.find_element("css selector", "#item h2").text)
+        return self.read(lambda d: d.find_element("css selector", "#item h2").text)
 
     def focused(self) -> str:
-        return str(self.driver.find_element("css selector", ".criterion.focused").get_attribute("data-cid"))
+        return self.read(lambda d: d.find_element("css selector", ".criterion.focused").get_attribute("data-cid"))
 
     def keys(self, *keys: str) -> None:
         from selenium.webdriver.common.action_chains import ActionChains
@@ -265,20 +274,24 @@ def test_a_reviewer_works_through_the_queue_and_the_rerun_honours_it(reviewed_su
             for cid, key in PLAN[case]:
                 assert page.focused() == cid, case
                 if key.startswith("mouse:"):
-                    page.driver.find_element(
-                        "css selector", f'.criterion[data-cid="{cid}"] button[data-level="{key[6:]}"]'
-                    ).click()
+                    button = f'.criterion[data-cid="{cid}"] button[data-level="{key[6:]}"]'
+                    page.read(lambda d, button=button: d.find_element("css selector", button).click() or "clicked")
                 else:
                     page.keys(key)
-                pressed = page.driver.find_element(
-                    "css selector", f'.criterion[data-cid="{cid}"] [aria-pressed="true"]'
+                pressed = f'.criterion[data-cid="{cid}"] [aria-pressed="true"]'
+                level = page.read(
+                    lambda d, pressed=pressed: d.find_element("css selector", pressed).get_attribute("data-level")
                 )
-                assert pressed.get_attribute("data-level") == chosen(PLAN[case])[cid]
+                assert level == chosen(PLAN[case])[cid]
             if case.startswith("day9"):
                 page.keys("n", NOTE)
                 page.keys("\ue00c")  # Escape: out of the note, back to the keys
-            page.keys("\ue007")  # Enter saves
+            saved = page.heading()
+            page.keys("\ue007")  # Enter saves, then shows the next undecided item
             page.wait_for(lambda d: "Saved" in page.text("status"))
+            page.wait_for(
+                lambda d, saved=saved: "Every item is decided" in page.text("status") or page.heading() != saved
+            )
         assert "Every item is decided: rerun the suite to apply the labels." in page.text("status")
         assert page.text("summary").startswith("5 to review, 5 decided")
         errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
