@@ -34,6 +34,7 @@ __all__ = [
     "Step",
     "Walk",
     "default_goto",
+    "graph_from_data",
     "graph_problems",
     "parse_goto",
     "walk",
@@ -195,6 +196,61 @@ def default_goto(label: str, next_item: str | None, next_dimension_item: str | N
     if _is(label, "no"):
         return next_item
     raise ValueError(f"answer {label!r} has no GOTO; only Yes and No may leave it empty")
+
+
+def graph_from_data(raw: Any, levels: Sequence[Level], source: str) -> QuestionGraph:
+    """A rubric file's `dimensions:` section. An item without `options` is yes/no and its `flag` marks the Yes;
+    an option without `goto` follows VERA-MH's yes/no navigation. Problems name the field path."""
+    if not isinstance(raw, list) or not all(isinstance(d, Mapping) for d in raw):
+        raise GraphError(f"{source}: dimensions: expected a list of dimensions, each with an id and items")
+    items = [
+        (d, i) for d, dim in enumerate(raw) if isinstance(dim.get("items"), list) for i in range(len(dim["items"]))
+    ]
+    ids = [raw[d]["items"][i].get("id") if isinstance(raw[d]["items"][i], Mapping) else None for d, i in items]
+    first = {d: ids[n] for n, (d, _) in reversed(list(enumerate(items)))}
+    dimensions = []
+    for d, dimension in enumerate(raw):
+        filled = []
+        for i, item in enumerate(dimension.get("items") or []):
+            n = items.index((d, i))
+            next_item = ids[n + 1] if n + 1 < len(ids) else None
+            next_dimension = next((first[e] for e in range(d + 1, len(raw)) if e in first), None)
+            try:
+                filled.append(_with_defaults(item, next_item, next_dimension))
+            except ValueError as exc:
+                raise GraphError(f"{source}: dimensions[{d}].items[{i}]: {exc}") from None
+        dimensions.append({**dimension, "items": filled})
+
+    def where(problem: GraphProblem) -> str:
+        if problem.item is None:
+            return "dimensions"
+        n = len(ids) - 1 - ids[::-1].index(problem.item)  # of a duplicate id, the later one
+        at = f"dimensions[{items[n][0]}].items[{items[n][1]}] ({problem.item})"
+        return at if problem.option is None else f"{at}.options[{problem.option}]"
+
+    return QuestionGraph.checked({"levels": tuple(levels), "dimensions": dimensions}, source, where)
+
+
+def _with_defaults(item: Any, next_item: str | None, next_dimension: str | None) -> Any:
+    if not isinstance(item, Mapping):
+        return item  # the model reports what an item should be
+    if "options" not in item:
+        flag = item.get("flag")
+        rest = {k: v for k, v in item.items() if k != "flag"}
+        return {
+            **rest,
+            "options": [{"label": "Yes", "flag": flag, "goto": next_dimension}, {"label": "No", "goto": next_item}],
+        }
+    options = item["options"]
+    if not isinstance(options, list):
+        return item
+    filled = [
+        {**o, "goto": default_goto(str(o.get("label", "")), next_item, next_dimension)}
+        if isinstance(o, Mapping) and "goto" not in o
+        else o
+        for o in options
+    ]
+    return {**item, "options": filled}
 
 
 def graph_problems(graph: QuestionGraph) -> list[GraphProblem]:
