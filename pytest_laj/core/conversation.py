@@ -31,10 +31,12 @@ class Message(BaseModel):
     role: Role
     content: str = Field(min_length=1)
 
-    @field_validator("content")
+    @field_validator("content", mode="before")
     @classmethod
-    def _encodable(cls, content: str) -> str:
+    def _encodable(cls, content: object) -> object:
         """A lone surrogate is not Unicode any provider accepts: refused here, not by every judge call."""
+        if not isinstance(content, str):
+            return content  # refused as not a str
         try:
             content.encode("utf-8")
         except UnicodeEncodeError as error:
@@ -65,16 +67,18 @@ class Conversation(BaseModel):
                 f"{where}: expected a list of messages like {{'role': 'user', 'content': '...'}}, "
                 f"got {type(value).__name__}"
             )
-        for index, message in enumerate(value):
+        messages = []
+        for number, message in enumerate(value, start=1):
             if not isinstance(message, Mapping):
-                raise UsageError(
-                    f"{where} turn {index + 1}: expected a mapping with 'role' and 'content', "
-                    f"got {type(message).__name__}"
-                )
-        try:
-            conversation = cls(messages=tuple(Message.model_validate(dict(m)) for m in value))
-        except ValidationError as exc:
-            raise UsageError(f"{where}: {_problems(exc)}") from None
+                problem = f"expected a mapping with 'role' and 'content', got {type(message).__name__}"
+                raise UsageError(f"{where} turn {number}: {problem}")
+            try:
+                messages.append(Message.model_validate(dict(message)))
+            except ValidationError as exc:
+                raise UsageError(f"{where}: turn {number} {_problems(exc)}") from None
+        if not messages:
+            raise UsageError(f"{where}: has no turns; expected at least one user and one assistant turn")
+        conversation = cls.model_construct(messages=tuple(messages))
         if not any(m.role == "assistant" for m in conversation.messages):
             raise UsageError(f"{where}: has no assistant turn; the judges rate what the assistant said")
         return conversation
@@ -101,16 +105,8 @@ def turn_label(number: int, role: str) -> str:
 
 
 def _problems(exc: ValidationError) -> str:
-    """Pydantic's errors with turns numbered from 1, as a person counts them."""
-    problems = []
-    for error in exc.errors():
-        loc = list(error["loc"])
-        if loc and loc[0] == "messages":
-            loc = loc[1:]
-        place = f"turn {loc[0] + 1}" if loc and isinstance(loc[0], int) else "conversation"
-        field = ".".join(map(str, loc[1:]))
-        problems.append(f"{place}{' ' + field if field else ''}: {error['msg']}")
-    return "; ".join(problems)
+    """Pydantic's errors on one turn, each with the field it is about."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'turn'}: {e['msg']}" for e in exc.errors())
 
 
 def load_transcript(source: str | Path) -> Conversation:
