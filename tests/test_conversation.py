@@ -138,8 +138,8 @@ def test_a_conversation_with_an_output_or_input_is_refused(engine: Engine, given
         engine.assess(AssessmentSpec(**{"output": None, "rubric": SAFETY, "conversation": TURNS, **given}))
 
 
-def test_nothing_to_judge_is_a_usage_error(engine: Engine) -> None:
-    with pytest.raises(UsageError, match="nothing to judge"):
+def test_nothing_to_judge_is_refused_as_before(engine: Engine) -> None:
+    with pytest.raises(TypeError, match="must be a str, got NoneType"):
         engine.assess(AssessmentSpec(output=None, rubric=SAFETY))
 
 

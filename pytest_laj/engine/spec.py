@@ -72,8 +72,6 @@ def _checked_conversation(spec: AssessmentSpec, max_chars: int) -> Conversation:
 def check_spec(spec: AssessmentSpec, max_chars: int) -> tuple[str, Conversation | None]:
     """Refuse what no judge could be asked about, before anything hashes or sends it; returns the text judged
     (the output, or the conversation's transcript) and the conversation."""
-    if spec.output is None and spec.conversation is None:
-        raise UsageError("nothing to judge: give the output (a str) or conversation=[{'role': ..., 'content': ...}]")
     conversation = None if spec.conversation is None else _checked_conversation(spec, max_chars)
     output = spec.output if conversation is None else conversation.transcript()
     if not isinstance(output, str):
