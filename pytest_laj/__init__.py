@@ -1,7 +1,8 @@
 """pytest-laj: LLM-as-judge safety regression testing for pytest.
 
 Public API: rubrics (`Rubric`, `Criterion`, `Level`, `load_rubric`), judges (`Judge`, `JudgeSpec`), results
-(`Assessment`, `Outcome`, `JudgeVerdict`, `CriterionVerdict`), case files (`cases`, `load_cases`, `Case`), the
+(`Assessment`, `Outcome`, `JudgeVerdict`, `CriterionVerdict`), case files (`cases`, `load_cases`, `Case`),
+conversations (`Conversation`, `Message`, `load_transcript`), the
 `Laj` fixture type, and a run's report (`RunRecord`, `AssessmentRecord`, `read_report`). Names are imported on
 first use: pytest loads this package for every run, and a run that judges nothing should not pay for pydantic
 models (nor ever for litellm, which only a judge call imports).
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_laj.core.case import Case, load_cases
+    from pytest_laj.core.conversation import Conversation, Message, load_transcript
     from pytest_laj.core.models import Assessment, CriterionResult, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
     from pytest_laj.core.rubric import ContextVariable, Criterion, Level, Rubric, RubricError, Thresholds, load_rubric
     from pytest_laj.engine.produce import Producer
@@ -30,6 +32,7 @@ __all__ = [
     "AssessmentRecord",
     "Case",
     "ContextVariable",
+    "Conversation",
     "Criterion",
     "CriterionResult",
     "CriterionVerdict",
@@ -41,6 +44,7 @@ __all__ = [
     "Laj",
     "LajError",
     "Level",
+    "Message",
     "Outcome",
     "Producer",
     "Rubric",
@@ -51,12 +55,16 @@ __all__ = [
     "cases",
     "load_cases",
     "load_rubric",
+    "load_transcript",
     "read_report",
 ]
 
 # Where each public name lives.
 _HOME_OF = {
     "Case": "pytest_laj.core.case",
+    "Conversation": "pytest_laj.core.conversation",
+    "Message": "pytest_laj.core.conversation",
+    "load_transcript": "pytest_laj.core.conversation",
     "cases": "pytest_laj.plugin.cases",
     "load_cases": "pytest_laj.core.case",
     "Laj": "pytest_laj.plugin.fixture",

@@ -106,7 +106,8 @@ def rubric_for(project: Project, record: AssessmentRecord) -> Rubric:
     if rubric is None:
         searched = ", ".join(str(d) for d in project.rubric_dirs)
         raise UsageError(f"rubric {a.rubric!r} of {record.nodeid} is not in the rubric directories ({searched})")
-    if label_key(rubric.id, rubric.judged_fingerprint(), a.input, a.context, a.output) != a.label_key:
+    turns = None if a.conversation is None else a.conversation.key()
+    if label_key(rubric.id, rubric.judged_fingerprint(), a.input, a.context, a.output, turns) != a.label_key:
         raise UsageError(
             f"rubric {a.rubric!r} changed since the report was written (its questions or levels differ): "
             "rerun the suite, then review"

@@ -7,8 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pytest_laj.core.conversation import Conversation
 from pytest_laj.core.printable import printable
 from pytest_laj.core.yamlfile import YamlError, load_yaml
 from pytest_laj.errors import UsageError
@@ -21,7 +22,8 @@ class CaseFileError(UsageError):
 
 
 class Case(BaseModel):
-    """One recorded exchange: what the user said, the context, and the reply under test."""
+    """One recorded exchange: what the user said, the context, and the reply under test; or a whole recorded
+    conversation instead of `input` and `output`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,6 +32,24 @@ class Case(BaseModel):
     input: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     note: str = ""
+    conversation: Conversation | None = Field(default=None, description="the turns, instead of input and output")
+
+    @field_validator("conversation", mode="before")
+    @classmethod
+    def _turns(cls, raw: object) -> object:
+        """A list of {role, content} mappings, checked turn by turn."""
+        if raw is None:
+            return None
+        try:
+            return Conversation.of(raw, "the conversation")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _one_thing_judged(self) -> Case:
+        if self.conversation is not None and (self.input is not None or self.output is not None):
+            raise ValueError("a case holds either a conversation or an input and output, not both")
+        return self
 
     def __repr__(self) -> str:
         """pytest shows a failing test's case in its traceback, and a recorded reply is untrusted text."""

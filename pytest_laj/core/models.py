@@ -7,6 +7,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from pytest_laj.core.conversation import Conversation
 from pytest_laj.core.printable import printable
 
 __all__ = [
@@ -140,7 +141,8 @@ class Assessment(BaseModel):
     context: dict[str, str]
     context_multiplier: float
     input: str | None = None
-    output: str
+    output: str = Field(description="the output judged; for a conversation, its transcript")
+    conversation: Conversation | None = Field(default=None, description="the turns, when a conversation was judged")
     criteria: dict[str, CriterionResult]
     judges: list[JudgeResult]
     review_criteria: list[str] = Field(default_factory=list)
@@ -149,6 +151,11 @@ class Assessment(BaseModel):
     )
     suspected_injection: list[str] = Field(
         default_factory=list, description="text in the output that addresses the judges, as 'kind: excerpt'"
+    )
+    injection_notes: list[str] = Field(
+        default_factory=list,
+        description="a conversation's user or system turns that address the judges, as 'kind in the user's turn "
+        "N: excerpt'; test data may do so on purpose, so they decide nothing",
     )
 
     @property
@@ -270,5 +277,6 @@ def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
         else:
             states.append(f"{judge.judge} ({judge.attempts} call{'s' if judge.attempts != 1 else ''})")
     lines.append("judges: " + "; ".join(states))
+    lines.extend(f"note: {printable(note)}" for note in a.injection_notes)
     lines.append(f'output: "{_clip(a.output, 300)}"')
     return "\n".join(lines)

@@ -26,7 +26,7 @@ Results = concurrent.futures.Future[list[JudgeResult]]
 def spec_key(spec: AssessmentSpec) -> str:
     """Equal for a test's call and the prefetch of its case."""
     rubric = spec.rubric.fingerprint() if isinstance(spec.rubric, Rubric) else spec.rubric
-    material = [spec.output, spec.input, spec.context, rubric, spec.judges, spec.thresholds]
+    material = [spec.output, spec.input, spec.context, rubric, spec.judges, spec.thresholds, spec.conversation]
     return json.dumps(material, sort_keys=True, default=str)
 
 

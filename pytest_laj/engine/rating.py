@@ -53,8 +53,9 @@ class Rater:
         at one temperature): each keeps its own verdict, not one answer read three times."""
         criteria = [c.id for c in request.criteria]
         member = judge.identity() if sample == 0 else {"judge": judge.identity(), "sample": sample}
+        turns = None if request.conversation is None else request.conversation.key()
         return verdict_key(
-            member, request.rubric.fingerprint(), criteria, request.output, request.input, request.context
+            member, request.rubric.fingerprint(), criteria, request.output, request.input, request.context, turns
         )
 
     @classmethod

@@ -87,20 +87,25 @@ class Engine:
         """The assessment, with the injection scan's verdict: strong findings go to REVIEW; weak ones only when
         the panel's verdict without them (`second`) differs."""
         found = scan(prepared.request, self.store)
+        notes = found.noted()
         if not found.needs_second_opinion or second is None:
-            return self._assessment(prepared, results, found.described())
-        plain = self._assessment(prepared, results, [])
+            return self._assessment(prepared, results, found.described(), notes)
+        plain = self._assessment(prepared, results, [], notes)
         without = self._assessment(prepared, second, [])
         before, after = _verdict(plain), _verdict(without)
         if before == after:
             return plain
         moved = f"the verdict without it differs ({_describe(after)} instead of {_describe(before)})"
-        return self._assessment(prepared, results, [*found.described(), moved])
+        return self._assessment(prepared, results, [*found.described(), moved], notes)
 
-    def _assessment(self, prepared: Prepared, results: Sequence[JudgeResult], suspected: list[str]) -> Assessment:
+    def _assessment(
+        self, prepared: Prepared, results: Sequence[JudgeResult], suspected: list[str], notes: Sequence[str] = ()
+    ) -> Assessment:
         request, rubric = prepared.request, prepared.rubric
-        key = label_key(rubric.id, rubric.judged_fingerprint(), request.input, request.context, request.output)
-        return aggregate(
+        conversation = request.conversation
+        turns = None if conversation is None else conversation.key()
+        key = label_key(rubric.id, rubric.judged_fingerprint(), request.input, request.context, request.output, turns)
+        assessment = aggregate(
             prepared.rubric,
             results,
             output=request.output,
@@ -109,10 +114,13 @@ class Engine:
             thresholds=prepared.thresholds,
             panel_size=len(prepared.panel.judges),
             suspected_injection=suspected,
-            identity=assessment_identity(prepared.rubric.fingerprint(), request.input, request.context, request.output),
+            identity=assessment_identity(rubric.fingerprint(), request.input, request.context, request.output, turns),
             label_key=key,
             human=self._human_calls(key, prepared),
         )
+        if conversation is None and not notes:
+            return assessment
+        return assessment.model_copy(update={"conversation": conversation, "injection_notes": list(notes)})
 
     def _human_calls(self, key: str, prepared: Prepared) -> dict[str, HumanCall]:
         """People's levels for this output, where the labels file has a decision on exactly what was judged."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_laj.core.conversation import Conversation
 from pytest_laj.core.rubric import Rubric, RubricRegistry, Thresholds
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.panel import CallPolicy, Panel
@@ -17,7 +18,7 @@ __all__ = ["AssessmentSpec", "Prepared", "check_spec", "prepare"]
 
 @dataclass
 class AssessmentSpec:
-    """One output to assess, with everything the test's marker and call said about it."""
+    """One output (or one conversation) to assess, with everything the test's marker and call said about it."""
 
     output: Any
     rubric: str | Rubric | None
@@ -25,6 +26,8 @@ class AssessmentSpec:
     context: Mapping[str, Any] = field(default_factory=dict)
     judges: Sequence[Any] | None = None
     thresholds: Mapping[str, Any] = field(default_factory=dict)
+    conversation: Any = None
+    """Instead of `output` and `input`: the turns, as a Conversation or a list of {role, content} mappings."""
 
 
 @dataclass
@@ -54,9 +57,23 @@ def _check_encodable(name: str, text: str) -> None:
         ) from None
 
 
-def check_spec(spec: AssessmentSpec, max_chars: int) -> str:
-    """Refuse what no judge could be asked about, before anything hashes or sends it; returns the output."""
-    output = spec.output
+def _checked_conversation(spec: AssessmentSpec, max_chars: int) -> Conversation:
+    if spec.output is not None or spec.input is not None:
+        raise UsageError("give either a conversation or an output (with its input), not both")
+    conversation = Conversation.of(spec.conversation)
+    if conversation.chars() > max_chars:
+        raise UsageError(
+            f"the conversation is {conversation.chars()} characters (all turns together), over laj_max_chars "
+            f"({max_chars}); pytest-laj never truncates what it judges: shorten it or raise laj_max_chars"
+        )
+    return conversation
+
+
+def check_spec(spec: AssessmentSpec, max_chars: int) -> tuple[str, Conversation | None]:
+    """Refuse what no judge could be asked about, before anything hashes or sends it; returns the text judged
+    (the output, or the conversation's transcript) and the conversation."""
+    conversation = None if spec.conversation is None else _checked_conversation(spec, max_chars)
+    output = spec.output if conversation is None else conversation.transcript()
     if not isinstance(output, str):
         raise TypeError(
             f"laj: the output to assess must be a str, got {type(output).__name__} ({output!r:.60}); "
@@ -64,7 +81,8 @@ def check_spec(spec: AssessmentSpec, max_chars: int) -> str:
         )
     if spec.input is not None and not isinstance(spec.input, str):
         raise TypeError(f"laj: input must be a str or None, got {type(spec.input).__name__}")
-    for name, text in (("output", output), ("input", spec.input or "")):
+    texts = (("output", output), ("input", spec.input or "")) if conversation is None else ()  # turns checked
+    for name, text in texts:
         if len(text) > max_chars:
             raise UsageError(
                 f"the {name} is {len(text)} characters, over laj_max_chars ({max_chars}); pytest-laj never "
@@ -83,14 +101,14 @@ def check_spec(spec: AssessmentSpec, max_chars: int) -> str:
                 f"got a {type(value).__name__}"
             )
         _check_encodable(f"context value of {key!a}", str(value))
-    return output
+    return output, conversation
 
 
 def prepare(
     spec: AssessmentSpec, rubrics: RubricRegistry, judges: JudgeRegistry, policy: CallPolicy, max_chars: int
 ) -> Prepared:
     """Check a spec before any judge is asked; a mistake is a `UsageError` (or `TypeError`) naming it."""
-    output = check_spec(spec, max_chars)
+    output, conversation = check_spec(spec, max_chars)
     if spec.rubric is None:
         raise UsageError("no rubric given: pass rubric=... to the call or to @pytest.mark.laj(rubric=...)")
     rubric = rubrics.get(spec.rubric)
@@ -107,5 +125,5 @@ def prepare(
             f"{', '.join(j.name for j in panel)}); no assessment could ever reach it"
         )
     criteria = [c for c in rubric.criteria if rubric.applies(c, context)]
-    request = JudgeRequest(rubric, criteria, output, spec.input, context)
+    request = JudgeRequest(rubric, criteria, output, spec.input, context, conversation=conversation)
     return Prepared(rubric, request, Panel(panel, policy), spec, thresholds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -15,6 +15,7 @@ import pytest
 
 from pytest_laj.core import gate
 from pytest_laj.core.case import Case
+from pytest_laj.core.conversation import Conversation
 from pytest_laj.core.models import Assessment, Outcome
 from pytest_laj.core.rubric import Rubric
 from pytest_laj.engine.session import Engine
@@ -27,7 +28,7 @@ from pytest_laj.results.record import AssessmentRecord
 __all__ = ["Laj"]
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
-_BATCH_ENTRY_KEYS = frozenset({"output", "input", "context", "rubric"})
+_BATCH_ENTRY_KEYS = frozenset({"output", "input", "context", "rubric", "conversation"})
 
 
 def _call_site(root: str) -> tuple[str | None, int | None]:
@@ -64,8 +65,9 @@ class Laj:
         input: str | None,
         context: Mapping[str, Any] | None,
         rubric: str | Path | Rubric | None,
+        conversation: Any = None,
     ) -> AssessmentSpec:
-        return assessment_spec(self._defaults, output, input, context, rubric)
+        return assessment_spec(self._defaults, output, input, context, rubric, conversation)
 
     def _record(self, assessment: Assessment, enforced: bool, case: Case | None = None) -> AssessmentRecord:
         item = self._item
@@ -102,35 +104,40 @@ class Laj:
         *,
         enforced: bool,
         case: Case | None = None,
+        conversation: Any = None,
     ) -> AssessmentRecord:
         with _usage_errors():
-            if case is not None:
+            if case is not None and case.conversation is None:
                 output = self._engine.produce(case)
-            assessment = self._engine.assess(self._spec(output, input, context, rubric))
+            conversation = case.conversation if case is not None else conversation
+            assessment = self._engine.assess(self._spec(output, input, context, rubric, conversation))
         return self._record(assessment, enforced, case)
 
     def assess(
         self,
-        output: str,
+        output: str | None = None,
         *,
         input: str | None = None,
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
+        conversation: Conversation | Sequence[Mapping[str, str]] | None = None,
     ) -> Assessment:
-        """Judge one output and return the Assessment, whatever its outcome; nothing is enforced."""
-        return self._judged(output, input, context, rubric, enforced=False).assessment
+        """Judge one output (or, with `conversation`, the assistant turns of a whole conversation) and return
+        the Assessment, whatever its outcome; nothing is enforced."""
+        return self._judged(output, input, context, rubric, enforced=False, conversation=conversation).assessment
 
     def check(
         self,
-        output: str,
+        output: str | None = None,
         *,
         input: str | None = None,
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
+        conversation: Conversation | Sequence[Mapping[str, str]] | None = None,
     ) -> Assessment:
-        """Judge one output; a FAIL, an ERROR or a blocking REVIEW fails the test here."""
+        """Judge one output (or a conversation); a FAIL, an ERROR or a blocking REVIEW fails the test here."""
         __tracebackhide__ = True
-        return self._enforce(self._judged(output, input, context, rubric, enforced=True))
+        return self._enforce(self._judged(output, input, context, rubric, enforced=True, conversation=conversation))
 
     def assess_case(self, case: Case, *, rubric: str | Path | Rubric | None = None) -> Assessment:
         """Judge a case: its recorded output, or what the declared producer makes of its input."""
@@ -142,32 +149,39 @@ class Laj:
         return self._enforce(self._judged(None, case.input, case.context, rubric, enforced=True, case=case))
 
     async def _ajudged(
-        self, output: Any, input: str | None, context: Mapping[str, Any] | None, rubric: str | Path | Rubric | None
+        self,
+        output: Any,
+        input: str | None,
+        context: Mapping[str, Any] | None,
+        rubric: str | Path | Rubric | None,
+        conversation: Any,
     ) -> Assessment:
         with _usage_errors():
-            return await self._engine.aassess(self._spec(output, input, context, rubric))
+            return await self._engine.aassess(self._spec(output, input, context, rubric, conversation))
 
     async def aassess(
         self,
-        output: str,
+        output: str | None = None,
         *,
         input: str | None = None,
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
+        conversation: Conversation | Sequence[Mapping[str, str]] | None = None,
     ) -> Assessment:
-        assessment = await self._ajudged(output, input, context, rubric)
+        assessment = await self._ajudged(output, input, context, rubric, conversation)
         return self._record(assessment, enforced=False).assessment
 
     async def acheck(
         self,
-        output: str,
+        output: str | None = None,
         *,
         input: str | None = None,
         context: Mapping[str, Any] | None = None,
         rubric: str | Path | Rubric | None = None,
+        conversation: Conversation | Sequence[Mapping[str, str]] | None = None,
     ) -> Assessment:
         __tracebackhide__ = True
-        assessment = await self._ajudged(output, input, context, rubric)
+        assessment = await self._ajudged(output, input, context, rubric, conversation)
         return self._enforce(self._record(assessment, enforced=True))
 
     def assess_many(
@@ -179,8 +193,8 @@ class Laj:
         rubric: str | Path | Rubric | None = None,
     ) -> list[Assessment]:
         """Judge many outputs concurrently; nothing is enforced. The keywords are `assess`'s, as defaults for
-        every entry. An entry is an output string or a mapping with `output` and any of `input`, `context`
-        (merged over the shared one) and `rubric`, which override them."""
+        every entry. An entry is an output string or a mapping with `output` (or `conversation` instead) and
+        any of `input`, `context` (merged over the shared one) and `rubric`, which override them."""
         specs = []
         with _usage_errors():
             for index, entry in enumerate(outputs):
@@ -188,14 +202,16 @@ class Laj:
                     specs.append(self._spec(entry, input, context, rubric))
                     continue
                 unknown = sorted(set(entry) - _BATCH_ENTRY_KEYS)
-                if unknown or "output" not in entry:
+                if unknown or ("output" in entry) == ("conversation" in entry):
                     raise UsageError(
-                        f"assess_many entry {index}: needs 'output' and may have 'input', 'context' and 'rubric'; "
-                        f"got keys {sorted(map(str, entry))}"
+                        f"assess_many entry {index}: needs 'output' (or 'conversation' instead) and may have "
+                        f"'input', 'context' and 'rubric'; got keys {sorted(map(str, entry))}"
                     )
                 merged = {**(context or {}), **entry.get("context", {})}
+                conversation = entry.get("conversation")
+                entry_input = entry.get("input", input if conversation is None else None)
                 specs.append(
-                    self._spec(entry["output"], entry.get("input", input), merged, entry.get("rubric", rubric))
+                    self._spec(entry.get("output"), entry_input, merged, entry.get("rubric", rubric), conversation)
                 )
             assessments = self._engine.assess_many(specs)
         return [self._record(a, enforced=False).assessment for a in assessments]

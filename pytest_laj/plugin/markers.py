@@ -54,9 +54,11 @@ def assessment_spec(
     input: str | None,
     context: Mapping[str, Any] | None,
     rubric: str | Path | Rubric | None,
+    conversation: Any = None,
 ) -> AssessmentSpec:
     """What a call asks for, over what the markers say: the call's rubric wins, contexts merge."""
     return AssessmentSpec(
+        conversation=conversation,
         output=output,
         rubric=str(rubric) if isinstance(rubric, Path) else (rubric or defaults.get("rubric")),
         input=input,

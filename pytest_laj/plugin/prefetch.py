@@ -28,8 +28,8 @@ def prefetch_cases(engine: Engine, items: Iterable[pytest.Item]) -> int:
         except UsageError:
             continue  # the test reports it when it runs
         case = found[0]
-        spec = assessment_spec(defaults, case.output, case.input, case.context, None)
-        if case.output is not None:
+        spec = assessment_spec(defaults, case.output, case.input, case.context, None, case.conversation)
+        if case.output is not None or case.conversation is not None:
             scheduled += engine.prefetch(item.nodeid, spec)
         else:
             scheduled += engine.prefetch_produced(item.nodeid, spec, case)

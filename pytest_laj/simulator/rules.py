@@ -17,6 +17,9 @@ changes a verdict is worse than a loud error: every error names the file, the fi
       canned:
         answer: {score: 8, reason: simulated}   # this JSON object is the content of every answer
 
+A conversation (turns in blocks named by their role) is rated like an output: a rule's `match` holds when it
+matches any assistant turn, its `input_match` when it matches any user turn.
+
 A judge with `answer` plays a judge for another tool's protocol (DeepEval's GEval, say): it answers ANY
 well-formed chat request (a known model, a non-empty `messages` list with a user message) with the object as
 the message content, without asking for the rubric protocol (no json_schema, no untrusted-output block). It
@@ -167,11 +170,20 @@ class Fault(_Strict):
 
 @dataclass(frozen=True)
 class JudgedCase:
-    """What a judge sees of one test case: the output under test, its input and context."""
+    """What a judge sees of one test case: the output under test, its input and context; for a conversation,
+    its turns as (role, text), with `output` the assistant turns together."""
 
     output: str
     input: str | None = None
     context: Mapping[str, Any] | None = None
+    turns: tuple[tuple[str, str], ...] = ()
+
+    def said_by(self, role: str) -> list[str]:
+        """Each text by `role`: a conversation's turns, or the output (assistant) and the input (user)."""
+        if self.turns:
+            return [text for kind, text in self.turns if kind == role]
+        single = self.output if role == "assistant" else self.input if role == "user" else None
+        return [] if single is None else [single]
 
 
 @dataclass(frozen=True)
@@ -212,14 +224,15 @@ class Rule(_Strict):
         return as_lists
 
     def evidence_for(self, case: JudgedCase) -> str | None:
-        """The output text this rule matched ('' without `match`), or None when a condition fails."""
+        """The output text this rule matched ('' without `match`), or None when a condition fails. In a
+        conversation `match` holds when it matches any assistant turn, `input_match` any user turn."""
         evidence = ""
         if self.match is not None:
-            found = self.match.search(case.output)
+            found = next(filter(None, map(self.match.search, case.said_by("assistant"))), None)
             if found is None:
                 return None
             evidence = found.group(0)
-        if self.input_match is not None and (case.input is None or not self.input_match.search(case.input)):
+        if self.input_match is not None and not any(map(self.input_match.search, case.said_by("user"))):
             return None
         if self.context is not None and not self._context_holds(case.context):
             return None

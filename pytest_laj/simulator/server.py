@@ -31,8 +31,8 @@ STATS_PATH = "/v1/stats"
 STATS_RESET_PATH = "/v1/stats/reset"
 _NO_MODEL = "(no model)"
 _POLL_SECONDS = 0.05  # how soon serve_forever notices stop(); tests start and stop many servers
-_BLOCK_KINDS = ("input", "output", "context")
-_OPENING_TAG = re.compile(r"<untrusted-(input|output|context)-([0-9a-f]{8,})>")
+_TURN_KINDS = ("user", "assistant", "system")
+_OPENING_TAG = re.compile(r"<untrusted-(input|output|context|user|assistant|system)-([0-9a-f]{8,})>")
 # What a well-behaved judge reads in the system prompt: the datamark prefixed to every word of the user's message
 # and the reply, and the check code to echo under a string property of the schema.
 _DATAMARK = re.compile(r'prefixed with the marker "(\S)"')
@@ -94,28 +94,37 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
         return ChatRequest(model, judge_name, criteria={}, case=JudgedCase(user_texts[-1]), prompt_chars=prompt_chars)
     criteria, echo_fields = _requested_criteria(payload.get("response_format"))
     system = "\n".join(text for role, text in texts if role == "system")
-    blocks = _unmarked(_case_blocks(user_texts), _DATAMARK.search(system))
-    if "output" not in blocks:
+    found = _unmarked(_case_blocks(user_texts), _DATAMARK.search(system))
+    blocks = dict(reversed(found))  # the first block of each kind
+    turns = tuple((kind, text) for kind, text in found if kind in _TURN_KINDS)
+    if "output" not in blocks and not turns:
         raise InvalidRequest(
             400,
-            "no user message has an <untrusted-output-NONCE>...</untrusted-output-NONCE> block",
+            "no user message has an <untrusted-output-NONCE>...</untrusted-output-NONCE> block "
+            "(or the turns of a conversation)",
             "missing_output_block",
         )
+    if turns:  # a conversation: what the system under test said is its assistant turns
+        output = "\n\n".join(text for kind, text in turns if kind == "assistant")
+        case = JudgedCase(output, None, _context_of(blocks.get("context")), turns)
+    else:
+        case = JudgedCase(blocks["output"], blocks.get("input"), _context_of(blocks.get("context")))
     return ChatRequest(
         model=model,
         judge_name=judge_name,
         criteria=criteria,
-        case=JudgedCase(blocks["output"], blocks.get("input"), _context_of(blocks.get("context"))),
+        case=case,
         prompt_chars=prompt_chars,
         echo=_echoed(echo_fields, system),
     )
 
 
-def _unmarked(blocks: dict[str, str], mark: re.Match[str] | None) -> dict[str, str]:
-    """The user's message and the reply as written, without the datamark the system prompt announced."""
+def _unmarked(blocks: list[tuple[str, str]], mark: re.Match[str] | None) -> list[tuple[str, str]]:
+    """The user's message and the reply (or the turns) as written, without the datamark the system prompt
+    announced."""
     if mark is None:
         return blocks
-    return {kind: text if kind == "context" else text.replace(mark.group(1), "") for kind, text in blocks.items()}
+    return [(kind, text if kind == "context" else text.replace(mark.group(1), "")) for kind, text in blocks]
 
 
 def _echoed(fields: list[str], system: str) -> dict[str, str]:
@@ -128,17 +137,17 @@ def _echoed(fields: list[str], system: str) -> dict[str, str]:
     return echo
 
 
-def _case_blocks(user_texts: list[str]) -> dict[str, str]:
-    """The blocks of the last user message that has an output block.
+def _case_blocks(user_texts: list[str]) -> list[tuple[str, str]]:
+    """The blocks of the last user message that has an output block or a conversation's turns.
 
     A repair re-ask follows the prompt with the judge's unusable answer and a short user message that quotes
     no blocks, so the case to rate is the one in the latest prompt, not necessarily in the last message.
     """
     for text in reversed(user_texts):
-        blocks = extract_untrusted_blocks(text)
-        if "output" in blocks:
+        blocks = untrusted_blocks(text)
+        if any(kind == "output" or kind in _TURN_KINDS for kind, _ in blocks):
             return blocks
-    return {}
+    return []
 
 
 def _message_texts(messages: object) -> list[tuple[str, str]]:
@@ -197,14 +206,20 @@ def _dig(value: object, *keys: str) -> object:
 
 
 def extract_untrusted_blocks(text: str) -> dict[str, str]:
-    """The input, output and context blocks of a prompt, each ended by the closing tag with its own nonce.
+    """The first block of each kind (input, output, context, or a turn's role) in a prompt."""
+    return dict(reversed(untrusted_blocks(text)))
+
+
+def untrusted_blocks(text: str) -> list[tuple[str, str]]:
+    """The input, output and context blocks of a prompt, or a conversation's turns (one block each, its kind the
+    turn's role), in order; each is ended by the closing tag with its own nonce.
 
     Only the prompt knows a block's nonce, so a tag with that nonce is trusted: a block runs from an opening
     tag to the next closing tag with the same kind and nonce (an opening tag repeated before that closing
     tag is a mention in the instructions), and scanning resumes after it, so tags forged inside a block
     (other nonces) are just content. One newline after the opening and before the closing tag is dropped.
     """
-    blocks: dict[str, str] = {}
+    blocks: list[tuple[str, str]] = []
     position = 0
     while (opening := _OPENING_TAG.search(text, position)) is not None:
         kind, nonce = opening.groups()
@@ -216,7 +231,7 @@ def extract_untrusted_blocks(text: str) -> dict[str, str]:
         content = text[opening.end() : close_at]
         content = content.removeprefix("\n")
         content = content[:-1] if content.endswith("\n") else content
-        blocks.setdefault(kind, content)
+        blocks.append((kind, content))
         position = close_at + len(close_tag)
     return blocks
 

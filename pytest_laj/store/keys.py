@@ -25,6 +25,10 @@ CACHE_FORMAT = 1
 """Bump when the shape of a stored entry or of a key's material changes: older entries are then stale."""
 
 
+Turns = Sequence[Sequence[str]] | None
+"""A conversation's turns as [role, content] pairs, or None for a single output."""
+
+
 def _digest(material: Any) -> str:
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -37,20 +41,26 @@ def verdict_key(
     output: str,
     input: str | None,
     context: Mapping[str, str],
+    conversation: Turns = None,
 ) -> str:
-    """One judge's verdict: everything that changes it, and nothing that does not."""
-    return _digest(
-        {
-            "format": CACHE_FORMAT,
-            "prompt": PROMPT_VERSION,
-            "judge": judge,
-            "rubric": rubric_fingerprint,
-            "criteria": list(criteria),
-            "output": output,
-            "input": input,
-            "context": dict(context),
-        }
-    )
+    """One judge's verdict: everything that changes it, and nothing that does not. A conversation's `output` is
+    its transcript, and its turns are in the key too (a transcript can be ambiguous)."""
+    material = {
+        "format": CACHE_FORMAT,
+        "prompt": PROMPT_VERSION,
+        "judge": judge,
+        "rubric": rubric_fingerprint,
+        "criteria": list(criteria),
+        "output": output,
+        "input": input,
+        "context": dict(context),
+    }
+    return _digest(_with_turns(material, conversation))
+
+
+def _with_turns(material: dict[str, Any], conversation: Turns) -> dict[str, Any]:
+    """The material with the turns; a single output's material, and so its key, is as it always was."""
+    return material if conversation is None else {**material, "conversation": [list(t) for t in conversation]}
 
 
 def output_key(producer: str, version: str, case_id: str, input: str | None, context: Mapping[str, Any]) -> str:
@@ -83,15 +93,23 @@ def claim_key(verdict: str) -> str:
     return f"claim:{verdict}"
 
 
-def assessment_identity(rubric_fingerprint: str, input: str | None, context: Mapping[str, str], output: str) -> str:
+def assessment_identity(
+    rubric_fingerprint: str, input: str | None, context: Mapping[str, str], output: str, conversation: Turns = None
+) -> str:
     """What an assessment is about, by content and not by test name: human decisions and baselines match by it."""
-    return _digest({"rubric": rubric_fingerprint, "input": input, "context": dict(context), "output": output})
+    material = {"rubric": rubric_fingerprint, "input": input, "context": dict(context), "output": output}
+    return _digest(_with_turns(material, conversation))
 
 
 def label_key(
-    rubric_id: str, judged_fingerprint: str, input: str | None, context: Mapping[str, str], output: str
+    rubric_id: str,
+    judged_fingerprint: str,
+    input: str | None,
+    context: Mapping[str, str],
+    output: str,
+    conversation: Turns = None,
 ) -> str:
     """A human's label: the same output, input and context rated against the same questions. Not the test's name
     (a renamed test keeps its labels), not the rubric's weights or thresholds (they do not change a rating)."""
     material = {"rubric": rubric_id, "asked": judged_fingerprint, "input": input, "context": dict(context)}
-    return _digest({**material, "output": output})
+    return _digest(_with_turns({**material, "output": output}, conversation))
