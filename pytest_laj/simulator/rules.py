@@ -468,7 +468,10 @@ class SimulatorRules(_Strict):
             )
 
     def _answer_problems(self, options_of: Mapping[str, set[str]]) -> list[str]:
-        """Items and answers the rules name that no question graph of the run has."""
+        """Items and answers the rules name that no question graph of the run has (a bundle named by its path
+        is not among the rubric files read up front: with no graph to check against, nothing is)."""
+        if not options_of:
+            return []
         every_answer = sorted(set().union(*options_of.values()))
         problems = []
         for name, script in self.judges.items():
