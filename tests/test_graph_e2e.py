@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import LajProject, assert_laj_outcomes
 
 from pytest_laj.simulator import Simulator
-from conftest import LajProject, assert_laj_outcomes
 
 BUNDLE = Path(__file__).parent / "data" / "vera" / "si_like"
 CLEAN = {"1": "Yes", "5": "Rate this dimension Not Relevant", "9": "Suicidal thoughts but not immediate risk"}
