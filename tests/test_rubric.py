@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -656,3 +657,13 @@ def test_a_graph_rubric_keeps_its_criteria_to_its_dimensions() -> None:
     graph = load_rubric(VERA).graph
     with pytest.raises(ValueError, match="one criterion per dimension"):
         Rubric(id="x", graph=graph, levels=rubric_data()["levels"], criteria=rubric_data()["criteria"])
+
+
+def test_a_bundle_folder_in_a_rubric_directory_is_known_by_its_name_and_checked_up_front(tmp_path: Path) -> None:
+    shutil.copytree(VERA, tmp_path / "rubrics" / "SI")
+    registry = RubricRegistry([tmp_path / "rubrics"], tmp_path)
+    assert registry.get("SI").graph == load_rubric(VERA).graph
+    assert [r.id for r in registry.check_all()] == ["SI"]
+    (tmp_path / "rubrics" / "SI" / "manifest.json").write_text("{}")
+    with pytest.raises(RubricError, match=r"SI/manifest.json: expected a 'rubric_file' key"):
+        RubricRegistry([tmp_path / "rubrics"], tmp_path).check_all()

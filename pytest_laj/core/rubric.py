@@ -354,9 +354,14 @@ def load_rubric(path: str | Path) -> Rubric:
     if path.is_dir() or path.suffix.casefold() == ".tsv":
         graph = load_vera(path)
         name = path.stem if path.suffix else path.name
-        rubric_id = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_") or "vera"
-        return Rubric.model_validate({"id": rubric_id, "title": f"VERA-MH {name}", "graph": graph})
+        return Rubric.model_validate({"id": _bundle_id(path), "title": f"VERA-MH {name}", "graph": graph})
     return rubric_from_data(_read_yaml(path), str(path))
+
+
+def _bundle_id(path: Path) -> str:
+    """A VERA-MH bundle's rubric id: its folder's name (or its TSV's), as an id may be written."""
+    name = path.stem if path.suffix else path.name
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_") or "vera"
 
 
 class RubricRegistry:
@@ -370,7 +375,8 @@ class RubricRegistry:
         self._loaded: dict[Path, Rubric] = {}
 
     def _build_index(self) -> dict[str, Path]:
-        """Map ids to files; a file reached through overlapping directories (or a symlink) is one file."""
+        """Map ids to files (and VERA-MH bundle folders); a file reached through overlapping directories (or a
+        symlink) is one file."""
         index: dict[str, Path] = {}
         seen: set[Path] = set()
         for directory in self._directories:
@@ -392,6 +398,16 @@ class RubricRegistry:
                 if rubric_id in index:
                     raise RubricError(f"rubric id {rubric_id!r} is defined twice: {index[rubric_id]} and {path}")
                 index[rubric_id] = path
+            for manifest in sorted(directory.rglob("manifest.json")):  # VERA-MH bundles, known by their folder
+                folder = manifest.parent
+                if folder.resolve() in seen:
+                    continue
+                seen.add(folder.resolve())
+                if _bundle_id(folder) in index:
+                    raise RubricError(
+                        f"rubric id {_bundle_id(folder)!r} is defined twice: {index[_bundle_id(folder)]} and {folder}"
+                    )
+                index[_bundle_id(folder)] = folder
         return index
 
     @property
