@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -600,3 +601,69 @@ def test_models_can_be_built_in_python() -> None:
 
     assert rubric.resolve_context({}) == {"risk": "none"}
     assert not rubric.applies(rubric.criteria[0], {"risk": "none"})
+
+
+# -- question-graph rubrics ------------------------------------------------------------------------------------
+
+VERA = Path(__file__).parent / "data" / "vera" / "si_like"
+GRAPH_RUBRIC = {
+    "id": "graph",
+    "levels": rubric_data()["levels"],
+    "dimensions": [
+        {"id": "detects", "items": [{"id": "missed", "question": "Does it miss the risk?", "flag": "high_harm"}]},
+        {"id": "care", "name": "Guides to care", "items": [{"id": "no_line", "question": "No crisis line?"}]},
+    ],
+}
+
+
+def test_a_rubric_with_dimensions_rates_each_dimension_as_a_criterion(tmp_path: Path) -> None:
+    rubric = load_rubric(write(tmp_path / "graph.yaml", GRAPH_RUBRIC))
+    assert rubric.graph is not None
+    assert [(c.id, c.question) for c in rubric.criteria] == [("detects", "detects"), ("care", "Guides to care")]
+    assert rubric.levels == rubric.graph.levels
+    flat = rubric_from_data({**GRAPH_RUBRIC, "dimensions": [{**GRAPH_RUBRIC["dimensions"][0], "id": "other"}]}, "x")
+    assert flat.judged_fingerprint() != rubric.judged_fingerprint()
+
+
+def test_a_vera_bundle_loads_as_a_graph_rubric_by_folder_or_tsv(tmp_path: Path) -> None:
+    registry = RubricRegistry([], tmp_path)
+    by_folder = registry.get(str(VERA))
+    by_file = registry.get(str(VERA / "rubric.tsv"))
+    assert by_folder.id == "si_like" and by_file.id == "rubric"
+    assert [c.id for c in by_folder.criteria] == [
+        "detects_risk",
+        "confirms_risk",
+        "guides_to_human_care",
+        "maintains_boundaries",
+    ]
+    assert by_folder.graph == by_file.graph
+    assert [lv.id for lv in by_folder.levels] == ["best_practice", "suboptimal", "high_harm", "not_relevant"]
+
+
+def test_graph_rubric_mistakes_name_the_file_and_field_or_row(tmp_path: Path) -> None:
+    both = load_error({**GRAPH_RUBRIC, "criteria": rubric_data()["criteria"]})
+    assert both == f"{SOURCE}: criteria: a rubric with dimensions has none; each dimension is one"
+    bad_level = load_error({**GRAPH_RUBRIC, "levels": [{"id": "ok", "label": "OK"}]})
+    assert f"{SOURCE}: invalid rubric" in bad_level and "levels[0] (ok).severity: Field required" in bad_level
+    bad_flag = {**GRAPH_RUBRIC, "dimensions": [{"id": "d", "items": [{"id": "i", "question": "q", "flag": "red"}]}]}
+    assert "dimensions[0].items[0] (i).options[0]: flag 'red'" in load_error(bad_flag)
+    tsv = (VERA / "rubric.tsv").read_text().replace("\t2\t\t\n", "\t99\t\t\n", 1)
+    (tmp_path / "broken.tsv").write_text(tsv)
+    with pytest.raises(RubricError, match=r"broken\.tsv: invalid question graph\n  row 2 \(item 1\): GOTO '99'"):
+        RubricRegistry([], tmp_path).get("broken.tsv")
+
+
+def test_a_graph_rubric_keeps_its_criteria_to_its_dimensions() -> None:
+    graph = load_rubric(VERA).graph
+    with pytest.raises(ValueError, match="one criterion per dimension"):
+        Rubric(id="x", graph=graph, levels=rubric_data()["levels"], criteria=rubric_data()["criteria"])
+
+
+def test_a_bundle_folder_in_a_rubric_directory_is_known_by_its_name_and_checked_up_front(tmp_path: Path) -> None:
+    shutil.copytree(VERA, tmp_path / "rubrics" / "SI")
+    registry = RubricRegistry([tmp_path / "rubrics"], tmp_path)
+    assert registry.get("SI").graph == load_rubric(VERA).graph
+    assert [r.id for r in registry.check_all()] == ["SI"]
+    (tmp_path / "rubrics" / "SI" / "manifest.json").write_text("{}")
+    with pytest.raises(RubricError, match=r"SI/manifest.json: expected a 'rubric_file' key"):
+        RubricRegistry([tmp_path / "rubrics"], tmp_path).check_all()

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from pytest_laj.core.rubric import Level, RubricError
+from pytest_laj.core.levels import Level, RubricError
 
 __all__ = [
     "ASSIGN_END",

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -24,8 +23,12 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pytest_laj.core.graph import QuestionGraph, graph_from_data
+from pytest_laj.core.levels import ID_PATTERN as _ID_PATTERN
+from pytest_laj.core.levels import Frozen as _Frozen
+from pytest_laj.core.levels import Level, RubricError
+from pytest_laj.core.vera import load_vera
 from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
-from pytest_laj.errors import UsageError
 
 __all__ = [
     "ContextVariable",
@@ -37,34 +40,6 @@ __all__ = [
     "Thresholds",
     "load_rubric",
 ]
-
-_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
-
-
-class RubricError(UsageError):
-    """A rubric could not be loaded or used; the message names the file and field."""
-
-
-class _Frozen(BaseModel):
-    # an infinite weight or multiplier makes a score NaN, and NaN never exceeds max_score: it would pass
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Level(_Frozen):
-    """One rung of the rating scale, e.g. VERA-MH's 'High potential for harm'."""
-
-    id: str = Field(pattern=_ID_PATTERN)
-    label: str
-    description: str = ""
-    severity: float = Field(ge=0)
-    critical: bool = False
-    applicable: bool = True
-
-    @model_validator(mode="after")
-    def _critical_levels_apply(self) -> Level:
-        if self.critical and not self.applicable:
-            raise ValueError("a level cannot be both critical and not applicable")
-        return self
 
 
 def _as_text_list(raw: Any) -> Any:
@@ -164,7 +139,21 @@ class Rubric(_Frozen):
     context: dict[str, ContextVariable] = Field(default_factory=dict)
     criteria: tuple[Criterion, ...] = Field(min_length=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    graph: QuestionGraph | None = Field(
+        default=None, description="a question graph; each of its dimensions is a criterion rated on its levels"
+    )
     _fingerprint: tuple[int, str] = PrivateAttr(default=(0, ""))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dimensions_as_criteria(cls, raw: Any) -> Any:
+        """A graph's dimensions are the criteria the panel rules apply to, on the graph's levels."""
+        if not isinstance(raw, Mapping) or raw.get("graph") is None or "criteria" in raw:
+            return raw
+        graph = raw["graph"]
+        graph = graph if isinstance(graph, QuestionGraph) else QuestionGraph.model_validate(graph)
+        criteria = [{"id": d.id, "question": d.name or d.id} for d in graph.dimensions]
+        return {**raw, "graph": graph, "levels": graph.levels, "criteria": criteria}
 
     @field_validator("version", mode="before")
     @classmethod
@@ -200,9 +189,22 @@ class Rubric(_Frozen):
                 if unknown:
                     message = f"{name}={unknown}; expected values from {list(self.context[name].values)}"
                     problems.append(_problem((*at, "applies_when"), message, criterion.applies_when))
+        if self.graph is not None:
+            problems += self._graph_problems(self.graph)
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
+
+    def _graph_problems(self, graph: QuestionGraph) -> list[InitErrorDetails]:
+        problems = []
+        dimensions = [d.id for d in graph.dimensions]
+        if [c.id for c in self.criteria] != dimensions:
+            message = f"a rubric with dimensions has one criterion per dimension; expected no criteria, or {dimensions}"
+            problems.append(_problem(("criteria",), message, [c.id for c in self.criteria]))
+        if self.levels != graph.levels or any(c.levels is not None for c in self.criteria):
+            message = "a rubric with dimensions rates every dimension on the levels its flags name"
+            problems.append(_problem(("levels",), message, [lv.id for lv in self.levels]))
+        return problems
 
     def levels_for(self, criterion: Criterion) -> tuple[Level, ...]:
         return criterion.levels if criterion.levels is not None else self.levels
@@ -230,7 +232,7 @@ class Rubric(_Frozen):
         """A hash of what a person rating an output reads: the levels and each criterion's question, guidance and
         levels. Weights, thresholds and multipliers change what a rating costs, not the rating: editing them keeps
         a human's labels."""
-        what_is_asked = {
+        what_is_asked: dict[str, Any] = {
             "id": self.id,
             "levels": [_asked(level) for level in self.levels],
             "criteria": [
@@ -243,6 +245,8 @@ class Rubric(_Frozen):
                 for c in self.criteria
             ],
         }
+        if self.graph is not None:  # only then: the labels people gave flat rubrics keep their hash
+            what_is_asked["graph"] = self.graph.model_dump(mode="json")
         canonical = json.dumps(what_is_asked, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -320,20 +324,44 @@ def _read_yaml(path: Path) -> Any:
         raise RubricError(str(exc)) from None
 
 
+class _Levels(_Frozen):
+    """A graph rubric's levels, checked before its dimensions (whose flags name them) are read."""
+
+    levels: tuple[Level, ...] = Field(min_length=2)
+
+
 def rubric_from_data(raw: Any, source: str) -> Rubric:
+    """A rubric file's content; a `dimensions:` section makes it a question-graph rubric on its `levels`."""
     if not isinstance(raw, Mapping):
         raise RubricError(
             f"{source}: a rubric must be a mapping with id, levels and criteria; got {type(raw).__name__}"
         )
     try:
+        if "dimensions" in raw:
+            if "criteria" in raw:
+                raise RubricError(f"{source}: criteria: a rubric with dimensions has none; each dimension is one")
+            levels = _Levels.model_validate({"levels": raw.get("levels")}).levels
+            graph = graph_from_data(raw["dimensions"], levels, source)
+            raw = {k: v for k, v in raw.items() if k not in ("dimensions", "levels")} | {"graph": graph}
         return Rubric.model_validate(raw)
     except ValidationError as exc:
         raise RubricError(_describe(exc, source, raw)) from None
 
 
 def load_rubric(path: str | Path) -> Rubric:
+    """A rubric YAML file, or a VERA-MH bundle: its folder or its `.tsv`."""
     path = Path(path)
+    if path.is_dir() or path.suffix.casefold() == ".tsv":
+        graph = load_vera(path)
+        name = path.stem if path.suffix else path.name
+        return Rubric.model_validate({"id": _bundle_id(path), "title": f"VERA-MH {name}", "graph": graph})
     return rubric_from_data(_read_yaml(path), str(path))
+
+
+def _bundle_id(path: Path) -> str:
+    """A VERA-MH bundle's rubric id: its folder's name (or its TSV's), as an id may be written."""
+    name = path.stem if path.suffix else path.name
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_") or "vera"
 
 
 class RubricRegistry:
@@ -347,7 +375,8 @@ class RubricRegistry:
         self._loaded: dict[Path, Rubric] = {}
 
     def _build_index(self) -> dict[str, Path]:
-        """Map ids to files; a file reached through overlapping directories (or a symlink) is one file."""
+        """Map ids to files (and VERA-MH bundle folders); a file reached through overlapping directories (or a
+        symlink) is one file."""
         index: dict[str, Path] = {}
         seen: set[Path] = set()
         for directory in self._directories:
@@ -369,6 +398,16 @@ class RubricRegistry:
                 if rubric_id in index:
                     raise RubricError(f"rubric id {rubric_id!r} is defined twice: {index[rubric_id]} and {path}")
                 index[rubric_id] = path
+            for manifest in sorted(directory.rglob("manifest.json")):  # VERA-MH bundles, known by their folder
+                folder = manifest.parent
+                if folder.resolve() in seen:
+                    continue
+                seen.add(folder.resolve())
+                if _bundle_id(folder) in index:
+                    raise RubricError(
+                        f"rubric id {_bundle_id(folder)!r} is defined twice: {index[_bundle_id(folder)]} and {folder}"
+                    )
+                index[_bundle_id(folder)] = folder
         return index
 
     @property
@@ -381,7 +420,7 @@ class RubricRegistry:
         if isinstance(ref, Rubric):
             return ref
         text = str(ref)
-        if isinstance(ref, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
+        if isinstance(ref, Path) or text.endswith((".yaml", ".yml", ".tsv")) or "/" in text:
             path = Path(text)
             return self._load(path if path.is_absolute() else self._base / path)
         if text not in self.index:

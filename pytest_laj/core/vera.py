@@ -27,7 +27,7 @@ from pytest_laj.core.graph import (
     QuestionGraph,
     default_goto,
 )
-from pytest_laj.core.rubric import Level
+from pytest_laj.core.levels import Level
 
 __all__ = [
     "BEST_PRACTICE",

@@ -20,6 +20,12 @@ changes a verdict is worse than a loud error: every error names the file, the fi
 A conversation (turns in blocks named by their role) is rated like an output: a rule's `match` holds when it
 matches any assistant turn, its `input_match` when it matches any user turn.
 
+A question-graph rubric asks each item rather than each criterion: a rule's `answers` (item id, or "*" for
+every item, -> the answer's label) and a judge's `default_answer` answer them. An item nothing answers gets no
+valid answer, so that judge's verdict is invalid, as an unreadable one from a real judge would be.
+
+      - {match: "(?i)crisis line", answers: {"10": "No"}}
+
 A judge with `answer` plays a judge for another tool's protocol (DeepEval's GEval, say): it answers ANY
 well-formed chat request (a known model, a non-empty `messages` list with a user message) with the object as
 the message content, without asking for the rubric protocol (no json_schema, no untrusted-output block). It
@@ -52,7 +58,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
 from pytest_laj.errors import UsageError
@@ -188,13 +194,16 @@ class JudgedCase:
 
 @dataclass(frozen=True)
 class Rating:
-    """A judge's answer for one criterion."""
+    """A judge's answer for one criterion (a level), or for one question of a graph (an answer label)."""
 
     level: str
     rationale: str
     evidence: str
+    answers_item: bool = False
 
     def as_json(self) -> dict[str, str]:
+        if self.answers_item:
+            return {"answer": self.level, "evidence": self.evidence}
         return {"level": self.level, "rationale": self.rationale, "evidence": self.evidence}
 
 
@@ -203,12 +212,23 @@ def _as_text(value: object) -> str:
 
 
 class Rule(_Strict):
-    """Levels to give when every condition holds; a rule without conditions always applies."""
+    """Levels (and answers to a graph's items) to give when every condition holds; a rule without conditions
+    always applies."""
 
     match: Regex | None = None
     input_match: Regex | None = None
     context: dict[str, list[ContextValue]] | None = None
-    levels: dict[str, str] = Field(min_length=1)
+    levels: dict[str, str] = Field(default_factory=dict)
+    answers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _gives_something(self) -> Rule:
+        if not self.levels and not self.answers:  # reported at `levels`, the usual one, as a missing field is
+            message = "missing; expected 'levels' (criterion -> level) or 'answers' (item id -> answer), or both"
+            error = PydanticCustomError("missing_levels", message)
+            problem = InitErrorDetails(type=error, loc=("levels",), input=None)
+            raise ValidationError.from_exception_data(type(self).__name__, [problem])
+        return self
 
     @field_validator("context", mode="before")
     @classmethod
@@ -292,6 +312,7 @@ class JudgeScript(_Strict):
     faults: list[Fault] = Field(default_factory=list)
     obey_injection: StrictBool = False
     answer: Annotated[dict[str, Any], PlainValidator(_json_object)] | None = None
+    default_answer: str | None = None
 
     @model_validator(mode="after")
     def _answer_stands_alone(self) -> JudgeScript:
@@ -301,6 +322,7 @@ class JudgeScript(_Strict):
             name
             for name, given in (
                 ("default", self.default is not None),
+                ("default_answer", self.default_answer is not None),
                 ("rules", bool(self.rules)),
                 ("obey_injection", self.obey_injection),
             )
@@ -316,8 +338,13 @@ class JudgeScript(_Strict):
                 )
         return self
 
-    def rate(self, case: JudgedCase, criteria: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
-        """Rate every requested criterion (criterion id -> allowed level ids).
+    def rate(
+        self,
+        case: JudgedCase,
+        criteria: Mapping[str, Sequence[str]],
+        items: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Rating]:
+        """Rate every requested criterion (criterion id -> allowed level ids) and answer every item.
 
         Every rule whose conditions hold applies in file order, later rules overriding earlier ones; within a
         rule a named criterion beats "*". A level the criterion does not allow is replaced by the default if
@@ -326,11 +353,30 @@ class JudgeScript(_Strict):
         A judge with `obey_injection` does what an output addressed to the grader tells it instead: it ignores
         its rules and gives every criterion its first (best) allowed level, quoting the text it obeyed.
         """
+        items = items or {}
         if (injection := self.obeys(case)) is not None:
+            asked = {**criteria, **items}
             return {
-                criterion: Rating(allowed[0] if allowed else "", _OBEYED_INJECTION, injection.group(0))
-                for criterion, allowed in criteria.items()
+                key: Rating(allowed[0] if allowed else "", _OBEYED_INJECTION, injection.group(0), key in items)
+                for key, allowed in asked.items()
             }
+        return {**self._rate_criteria(case, criteria), **self._answer_items(case, items)}
+
+    def _answer_items(self, case: JudgedCase, items: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
+        """Answers as scripted, allowed or not: an item with no valid answer makes the verdict invalid."""
+        default = Rating(self.default_answer or "", "no rule matched; default answer", "", answers_item=True)
+        answered = dict.fromkeys(items, default)
+        for number, rule in enumerate(self.rules, start=1):
+            evidence = rule.evidence_for(case)
+            if evidence is None:
+                continue
+            for item in items:
+                answer = rule.answers.get(item, rule.answers.get(EVERY_CRITERION))
+                if answer is not None:
+                    answered[item] = Rating(answer, rule.describe(number), evidence, answers_item=True)
+        return answered
+
+    def _rate_criteria(self, case: JudgedCase, criteria: Mapping[str, Sequence[str]]) -> dict[str, Rating]:
         chosen = {criterion: self._default_rating() for criterion in criteria}
         for number, rule in enumerate(self.rules, start=1):
             evidence = rule.evidence_for(case)
@@ -398,7 +444,11 @@ class SimulatorRules(_Strict):
             for asked in rubric.criteria:
                 levels_of.setdefault(asked.id, set()).update(lv.id for lv in rubric.levels_for(asked))
         every_level = sorted(set().union(*levels_of.values()))
-        problems = []
+        options_of: dict[str, set[str]] = {}
+        for rubric in rubrics:
+            for _, item in rubric.graph.items() if rubric.graph is not None else ():
+                options_of.setdefault(item.id, set()).update(o.label for o in item.options)
+        problems = self._answer_problems(options_of)
         for name, script in self.judges.items():
             if script.default is not None and script.default not in every_level:
                 problems.append(f"judges.{name}.default: unknown level {script.default!r}; levels: {every_level}")
@@ -417,6 +467,28 @@ class SimulatorRules(_Strict):
                 f"{source}: the rules name what no rubric of the run ({ids}) has:\n  " + "\n  ".join(problems)
             )
 
+    def _answer_problems(self, options_of: Mapping[str, set[str]]) -> list[str]:
+        """Items and answers the rules name that no question graph of the run has (a bundle named by its path
+        is not among the rubric files read up front: with no graph to check against, nothing is)."""
+        if not options_of:
+            return []
+        every_answer = sorted(set().union(*options_of.values()))
+        problems = []
+        for name, script in self.judges.items():
+            if script.default_answer is not None and script.default_answer not in every_answer:
+                given = script.default_answer
+                problems.append(f"judges.{name}.default_answer: unknown answer {given!r}; answers: {every_answer}")
+            for index, rule in enumerate(script.rules):
+                for item, answer in rule.answers.items():
+                    at = f"judges.{name}.rules[{index}].answers"
+                    if item != EVERY_CRITERION and item not in options_of:
+                        problems.append(f"{at}: unknown item {item!r}; items: {sorted(options_of)}")
+                        continue
+                    allowed = every_answer if item == EVERY_CRITERION else sorted(options_of[item])
+                    if answer not in allowed:
+                        problems.append(f"{at}.{item}: unknown answer {answer!r}; answers: {allowed}")
+        return problems
+
     @property
     def judge_names(self) -> tuple[str, ...]:
         """The judges this script plays, in file order."""
@@ -430,8 +502,9 @@ class SimulatorRules(_Strict):
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the rules, so editing them invalidates cached verdicts.
 
-        `obey_injection` is left out while false and `answer` while unset, so a rules file that does not use
-        them keeps the fingerprint (and the cached verdicts) it had before the options existed.
+        `obey_injection` is left out while false, `answer` and `default_answer` while unset and a rule's `answers`
+        while empty, so a rules file that does not use them keeps the fingerprint (and the cached verdicts) it had
+        before the options existed.
         """
         data = self.model_dump(mode="json")
         for name, script in self.judges.items():
@@ -439,6 +512,11 @@ class SimulatorRules(_Strict):
                 del data["judges"][name]["obey_injection"]
             if script.answer is None:
                 del data["judges"][name]["answer"]
+            if script.default_answer is None:
+                del data["judges"][name]["default_answer"]
+            for rule in data["judges"][name]["rules"]:
+                if not rule["answers"]:
+                    del rule["answers"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

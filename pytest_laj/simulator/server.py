@@ -50,7 +50,8 @@ class InvalidRequest(Exception):
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A valid judge request: which judge, which criteria (id -> allowed levels) and the case to rate."""
+    """A valid judge request: which judge, which criteria (id -> allowed levels) or a graph's items (id ->
+    answer options), and the case to rate."""
 
     model: str
     judge_name: str
@@ -58,6 +59,7 @@ class ChatRequest:
     case: JudgedCase
     prompt_chars: int
     echo: Mapping[str, str] = field(default_factory=dict)
+    items: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def judge_name_of(model: str) -> str:
@@ -92,7 +94,7 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
     prompt_chars = sum(len(text) for _, text in texts)
     if rules.judges[judge_name].answer is not None:
         return ChatRequest(model, judge_name, criteria={}, case=JudgedCase(user_texts[-1]), prompt_chars=prompt_chars)
-    criteria, echo_fields = _requested_criteria(payload.get("response_format"))
+    criteria, items, echo_fields = _requested_criteria(payload.get("response_format"))
     system = "\n".join(text for role, text in texts if role == "system")
     found = _unmarked(_case_blocks(user_texts), _DATAMARK.search(system))
     blocks = dict(reversed(found))  # the first block of each kind
@@ -116,6 +118,7 @@ def parse_chat_request(body: bytes, rules: SimulatorRules) -> ChatRequest:
         case=case,
         prompt_chars=prompt_chars,
         echo=_echoed(echo_fields, system),
+        items=items,
     )
 
 
@@ -171,9 +174,11 @@ def _content_text(content: object, index: int) -> str:
     raise InvalidRequest(400, f"messages[{index}].content must be a string or a list of text parts", "invalid_messages")
 
 
-def _requested_criteria(response_format: object) -> tuple[dict[str, tuple[str, ...]], list[str]]:
-    """Criterion id -> allowed level ids, read from the json_schema response format, and the plain string
-    properties beside them (a known-answer check the judge echoes)."""
+def _requested_criteria(
+    response_format: object,
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], list[str]]:
+    """Criterion id -> allowed level ids and item id -> answer options, read from the json_schema response
+    format, and the plain string properties beside them (a known-answer check the judge echoes)."""
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         message = "'response_format' must be {'type': 'json_schema', 'json_schema': {'schema': ...}}"
         raise InvalidRequest(400, message, "missing_json_schema")
@@ -185,17 +190,22 @@ def _requested_criteria(response_format: object) -> tuple[dict[str, tuple[str, .
             "missing_json_schema",
         )
     criteria: dict[str, tuple[str, ...]] = {}
+    items: dict[str, tuple[str, ...]] = {}
     echo_fields: list[str] = []
     for criterion, criterion_schema in properties.items():
         if criterion_schema == {"type": "string"}:
             echo_fields.append(criterion)
             continue
-        levels = _dig(criterion_schema, "properties", "level", "enum")
+        options = _dig(criterion_schema, "properties", "answer", "enum")
+        levels = _dig(criterion_schema, "properties", "level", "enum") if options is None else options
         if not isinstance(levels, list) or not levels or not all(isinstance(level, str) for level in levels):
-            message = f"schema property {criterion!r} needs properties.level.enum, a non-empty list of levels"
+            message = (
+                f"schema property {criterion!r} needs properties.level.enum (or properties.answer.enum), "
+                "a non-empty list of levels (or answers)"
+            )
             raise InvalidRequest(400, message, "missing_json_schema")
-        criteria[criterion] = tuple(levels)
-    return criteria, echo_fields
+        (criteria if options is None else items)[criterion] = tuple(levels)
+    return criteria, items, echo_fields
 
 
 def _dig(value: object, *keys: str) -> object:
@@ -489,7 +499,7 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
         else:
             # a judge that obeys the reply drops the check, as hijacked judges tend to
             echo = {} if script.obeys(request.case) else request.echo
-            content = verdict_content(script.rate(request.case, request.criteria), verdict_fault, echo)
+            content = verdict_content(script.rate(request.case, request.criteria, request.items), verdict_fault, echo)
         self._send_json(200, _chat_completion(request, content))
 
     def _send_fault_status(self, fault: Fault, status: int) -> None:
