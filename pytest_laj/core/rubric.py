@@ -143,6 +143,7 @@ class Rubric(_Frozen):
         default=None, description="a question graph; each of its dimensions is a criterion rated on its levels"
     )
     _fingerprint: tuple[int, str] = PrivateAttr(default=(0, ""))
+    _judged_fingerprint: tuple[int, str] = PrivateAttr(default=(0, ""))
 
     @model_validator(mode="before")
     @classmethod
@@ -223,15 +224,17 @@ class Rubric(_Frozen):
         every judge of every assessment asks for it when it builds its cache key."""
         owner, digest = self._fingerprint
         if owner != id(self):  # model_copy(update=...) copies private attributes: a copy hashes itself anew
-            canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            digest = _digest(self.model_dump(mode="json"))
             self._fingerprint = (id(self), digest)
         return digest
 
     def judged_fingerprint(self) -> str:
         """A hash of what a person rating an output reads: the levels and each criterion's question, guidance and
         levels. Weights, thresholds and multipliers change what a rating costs, not the rating: editing them keeps
-        a human's labels."""
+        a human's labels. Computed once, like `fingerprint`: every assessment's label key asks for it."""
+        owner, digest = self._judged_fingerprint
+        if owner == id(self):
+            return digest
         what_is_asked: dict[str, Any] = {
             "id": self.id,
             "levels": [_asked(level) for level in self.levels],
@@ -247,8 +250,9 @@ class Rubric(_Frozen):
         }
         if self.graph is not None:  # only then: the labels people gave flat rubrics keep their hash
             what_is_asked["graph"] = self.graph.model_dump(mode="json")
-        canonical = json.dumps(what_is_asked, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        digest = _digest(what_is_asked)
+        self._judged_fingerprint = (id(self), digest)
+        return digest
 
     def resolve_context(self, given: Mapping[str, Any] | None) -> dict[str, str]:
         """Check the given context against the declared variables and fill in defaults."""
@@ -282,6 +286,10 @@ class Rubric(_Frozen):
 
     def context_multiplier(self, context: Mapping[str, str]) -> float:
         return math.prod(var.multipliers.get(context[name], 1.0) for name, var in self.context.items())
+
+
+def _digest(material: Any) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _asked(level: Level) -> dict[str, str]:

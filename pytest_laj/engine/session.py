@@ -20,7 +20,7 @@ from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.prefetch import Prefetcher, finished
 from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
-from pytest_laj.engine.scan import scan
+from pytest_laj.engine.scan import Scan, scan
 from pytest_laj.engine.settings import Settings
 from pytest_laj.engine.spec import AssessmentSpec, Prepared, check_spec, prepare
 from pytest_laj.errors import UsageError
@@ -69,9 +69,9 @@ class Engine:
             return []
         return await self.rater.rate(prepared.panel, prepared.request)
 
-    def _second_opinion(self, prepared: Prepared) -> Prepared | None:
+    @staticmethod
+    def _second_opinion(prepared: Prepared, found: Scan) -> Prepared | None:
         """The request with its weak injection spans cut out, when only weak ones were found; else None."""
-        found = scan(prepared.request, self.store)
         return replace(prepared, request=found.without_weak(prepared.request)) if found.needs_second_opinion else None
 
     def _judge(self, prepared: Prepared) -> list[JudgeResult]:
@@ -82,11 +82,14 @@ class Engine:
         return None if prepared is None else self._judge(prepared)
 
     def _aggregate(
-        self, prepared: Prepared, results: Sequence[JudgeResult], second: Sequence[JudgeResult] | None = None
+        self,
+        prepared: Prepared,
+        results: Sequence[JudgeResult],
+        found: Scan,
+        second: Sequence[JudgeResult] | None = None,
     ) -> Assessment:
         """The assessment, with the injection scan's verdict: strong findings go to REVIEW; weak ones only when
         the panel's verdict without them (`second`) differs."""
-        found = scan(prepared.request, self.store)
         notes = found.noted()
         if not found.needs_second_opinion or second is None:
             return self._assessment(prepared, results, found.described(), notes)
@@ -141,9 +144,12 @@ class Engine:
         taken = self.prefetcher.take(spec)
         if taken is not None:
             prepared, future = taken
-            return self._aggregate(prepared, future.result(), self._judged(self._second_opinion(prepared)))
-        prepared = self.prepare(spec)
-        return self._aggregate(prepared, self._judge(prepared), self._judged(self._second_opinion(prepared)))
+            results = future.result()
+        else:
+            prepared = self.prepare(spec)
+            results = self._judge(prepared)
+        found = scan(prepared.request, self.store)
+        return self._aggregate(prepared, results, found, self._judged(self._second_opinion(prepared, found)))
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
         check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
@@ -154,8 +160,9 @@ class Engine:
         else:
             prepared = self.prepare(spec)
             results = await self._ajudged(prepared)
-        second = self._second_opinion(prepared)
-        return self._aggregate(prepared, results, None if second is None else await self._ajudged(second))
+        found = scan(prepared.request, self.store)
+        second = self._second_opinion(prepared, found)
+        return self._aggregate(prepared, results, found, None if second is None else await self._ajudged(second))
 
     async def _ajudged(self, prepared: Prepared) -> list[JudgeResult]:
         cached = self._cached(prepared)
@@ -163,7 +170,8 @@ class Engine:
 
     def assess_many(self, specs: Sequence[AssessmentSpec]) -> list[Assessment]:
         prepared = [self.prepare(s) for s in specs]
-        seconds = [self._second_opinion(p) for p in prepared]
+        scans = [scan(p.request, self.store) for p in prepared]
+        seconds = [self._second_opinion(p, found) for p, found in zip(prepared, scans, strict=True)]
         batch = prepared + [s for s in seconds if s is not None]  # every judging at once, second opinions too
         found = [self._cached(p) for p in batch]
         missing = [p for p, results in zip(batch, found, strict=True) if results is None]
@@ -175,8 +183,8 @@ class Engine:
         judged = iter([next(rated) if r is None else r for r in found])
         results = [next(judged) for _ in prepared]
         return [
-            self._aggregate(p, r, None if s is None else next(judged))
-            for p, r, s in zip(prepared, results, seconds, strict=True)
+            self._aggregate(p, r, found, None if s is None else next(judged))
+            for p, r, found, s in zip(prepared, results, scans, seconds, strict=True)
         ]
 
     # -- judging up front -----------------------------------------------------------------------------------

@@ -51,11 +51,9 @@ def read_report(path: Path) -> RunRecord:
 
 
 def report_schema() -> dict[str, Any]:
-    """The JSON Schema of the report, from the models themselves (what a written report validates against)."""
-    schema = RunRecord.model_json_schema(mode="serialization")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://pytest-laj.invalid/schemas/run-report-v{SCHEMA_VERSION}.json"
-    return schema
+    """The JSON Schema (draft 2020-12, as pydantic writes it) of the report, from the models themselves: what a
+    written report validates against."""
+    return RunRecord.model_json_schema(mode="serialization")
 
 
 def git_info(directory: Path) -> GitInfo | None:
