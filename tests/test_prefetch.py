@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import CASES_SUITE, LajProject
+from conftest import CASES_SUITE, RULES, LajProject
 
 AssertOutcomes = Callable[..., None]
 
@@ -48,6 +48,10 @@ def test_prefetch_off_and_xdist_judge_as_tests_go(project: LajProject, assert_la
 
 def test_a_test_that_judges_something_else_still_works(project: LajProject) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
+    # The case judged up front is slow to judge, so the test's own assessment finishes first: the run still
+    # waits for it and counts its calls.
+    slow = "    faults:\n      - {match: 'with you\\.$', latency_ms: 1500, times: always}\n  beta:\n"
+    (project.pytester.path / "sim.yaml").write_text(RULES.replace("  beta:\n", slow, 1))
     project.tests(
         """
         from pathlib import Path

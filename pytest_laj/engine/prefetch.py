@@ -81,6 +81,16 @@ class Prefetcher:
             futures += [f for produced in self._producing.values() for f in produced]
         return sum(future.cancel() for future in futures if not future.done())
 
+    def settle(self) -> None:
+        """Wait for judging already under way that no test collected: its calls are paid for, its verdicts are
+        worth caching, and the call counts told at the end are then the same on every run."""
+        with self._lock:
+            producing = [f for produced in self._producing.values() for f in produced]
+        concurrent.futures.wait(producing)  # a produced output starts its judging when it exists
+        with self._lock:
+            judging = [e.future for entries in self._judging.values() for e in entries]
+        concurrent.futures.wait(judging)
+
     def uncollected(self) -> list[tuple[str, bool]]:
         """Prefetched assessments no test collected: whose each was, and whether its judging finished."""
         with self._lock:

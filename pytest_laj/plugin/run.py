@@ -89,6 +89,17 @@ class RunReporter:
         here = (engine.policy.refusal or engine.cache.broken) if engine is not None else None
         return here or self.worker_fatal
 
+    def _settle_prefetch(self, session: pytest.Session, exitstatus: int) -> None:
+        """Judging up front that no test collected finishes before the counts are read, unless the run is
+        stopping (early, or interrupted): then it is cancelled."""
+        engine = self._engine()
+        if engine is None:
+            return
+        if session.shouldfail or session.shouldstop or exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.cancelled += engine.prefetcher.cancel_pending()
+        else:
+            engine.prefetcher.settle()
+
     def _calls(self) -> CallStats | None:
         engine = self._engine()
         if engine is None:
@@ -115,7 +126,8 @@ class RunReporter:
 
             self.collector.add_calls(CallStats.model_validate(data))
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._settle_prefetch(session, exitstatus)
         calls = self._calls()
         if self.is_worker:
             if calls is not None:
