@@ -53,6 +53,7 @@ class JudgeVerdict(BaseModel):
 
     criteria: dict[str, CriterionVerdict]
     cost_usd: float | None = Field(default=None, exclude=True, description="what the call cost, where known")
+    tokens: int | None = Field(default=None, exclude=True, description="the call's tokens, where the reply says")
 
 
 class JudgeResult(BaseModel):

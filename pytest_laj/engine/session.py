@@ -25,6 +25,7 @@ from pytest_laj.engine.settings import Settings
 from pytest_laj.engine.spec import AssessmentSpec, Prepared, check_spec, prepare
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.budget import Budget
+from pytest_laj.judges.limits import RateLimits
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
 from pytest_laj.judges.registry import JudgeRegistry, MakeJudge
 from pytest_laj.store.cache import Store, VerdictCache
@@ -44,11 +45,13 @@ class Engine:
         self.loop = EventLoopThread()
         self.judges = JudgeRegistry(settings.judges, make_judge, settings.timeout, settings.simulate)
         self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id)
+        retry = RetryPolicy(retries=settings.retries)
         self.policy = CallPolicy(
             limiter=asyncio.Semaphore(settings.concurrency),
-            retry=RetryPolicy(retries=settings.retries),
+            retry=retry,
             timeout=settings.timeout,
             budget=self.budget,
+            limits=RateLimits(settings.concurrency, retry.max_delay, settings.run_id),
         )
         self.rater = Rater(self.store, across_processes=settings.run_id is not None)
         self.prefetcher = Prefetcher()

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pytest_laj.core.models import JudgeVerdict
 from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
 from pytest_laj.errors import UsageError
-from pytest_laj.judges.protocol import JudgeRequest
+from pytest_laj.judges.protocol import JudgeRequest, build_messages
 
 __all__ = [
     "COMMON_PARAMS",
@@ -112,6 +112,8 @@ class JudgeSpec(BaseModel):
     name: str = ""
     weight: float = Field(default=1.0, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1, description="calls in flight to this judge at once")
+    rpm: float | None = Field(default=None, gt=0, description="requests a minute to this judge, all xdist workers")
+    tpm: float | None = Field(default=None, gt=0, description="tokens a minute to this judge, all xdist workers")
     temperature: float = 0.0
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -234,6 +236,8 @@ class Judge(ABC):
     name: str
     weight: float = 1.0
     max_concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:
@@ -250,6 +254,15 @@ class Judge(ABC):
     def retry_after(self, error: BaseException) -> float | None:
         """Seconds the provider asked us to wait, if it said."""
         return None
+
+    def is_rate_limited(self, error: BaseException) -> bool:
+        """Whether the provider refused the call for its rate (HTTP 429): the judge's in-flight limit drops."""
+        return False
+
+    def estimate_tokens(self, request: JudgeRequest) -> int:
+        """The request's tokens before it is sent, for a `tpm` limit: a character count over 4 (a tokenizer
+        would be exact but costs seconds to import); the reply's reported usage corrects it afterwards."""
+        return sum(len(message["content"]) for message in build_messages(request)) // 4 + 1
 
     def secrets(self) -> list[str]:
         """Values to scrub from anything shown about this judge."""

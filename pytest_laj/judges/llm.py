@@ -160,6 +160,8 @@ class LiteLLMJudge(Judge):
         self.name = spec.label
         self.weight = spec.weight
         self.max_concurrency = spec.max_concurrency
+        self.rpm = spec.rpm
+        self.tpm = spec.tpm
         self.timeout = timeout
 
     def identity(self) -> dict[str, Any]:
@@ -246,7 +248,8 @@ class LiteLLMJudge(Judge):
         except InvalidVerdict as invalid:
             invalid.cost_usd = cost
             raise
-        return verdict.model_copy(update={"cost_usd": cost})
+        tokens = getattr(getattr(response, "usage", None), "total_tokens", None)
+        return verdict.model_copy(update={"cost_usd": cost, "tokens": tokens if isinstance(tokens, int) else None})
 
     def is_transient(self, error: BaseException) -> bool:
         """Never an authentication problem, whatever status litellm gave it; a dropped connection or a garbage
@@ -260,6 +263,11 @@ class LiteLLMJudge(Judge):
         if isinstance(status, int):
             return status in _TRANSIENT_STATUS or status >= 500
         return super().is_transient(error) or type(error).__name__ in _TRANSIENT_NAMES
+
+    def is_rate_limited(self, error: BaseException) -> bool:
+        return getattr(error, "status_code", None) == 429 or any(
+            type(cause).__name__ == "RateLimitError" for cause in _causes(error)
+        )
 
     def retry_after(self, error: BaseException) -> float | None:
         response = getattr(error, "response", None)

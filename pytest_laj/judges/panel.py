@@ -7,7 +7,6 @@ as missing, with the reason kept. It never contributes a verdict it did not give
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pytest_laj.core.redact import redact
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.base import Judge
 from pytest_laj.judges.budget import Budget, BudgetExhausted
+from pytest_laj.judges.limits import RateLimits
 from pytest_laj.judges.protocol import InvalidVerdict, JudgeRequest, verdict_problem
 
 __all__ = ["CallPolicy", "Panel", "RetryPolicy"]
@@ -25,15 +25,14 @@ __all__ = ["CallPolicy", "Panel", "RetryPolicy"]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; a provider's Retry-After wins when it names a wait."""
+    """Exponential backoff with jitter; a provider's Retry-After instead pauses all of the judge's calls (up to
+    `max_delay`: see limits)."""
 
     retries: int = 3
     base_delay: float = 0.5
     max_delay: float = 20.0
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
+    def delay(self, attempt: int) -> float:
         backoff: float = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
         return backoff * random.uniform(0.5, 1.5)
 
@@ -46,13 +45,14 @@ def _describe(judge: Judge, error: BaseException, timeout: float) -> str:
 
 @dataclass
 class CallPolicy:
-    """What every judge call of a session shares: the concurrency bounds, the retry policy, timeout and budget."""
+    """What every judge call of a session shares: the concurrency bounds, the retry policy, timeout, budget and
+    rate limits."""
 
     limiter: asyncio.Semaphore
     retry: RetryPolicy
     timeout: float
     budget: Budget
-    judge_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    limits: RateLimits
     prepared: set[int] = field(default_factory=set)
     preparing: dict[int, asyncio.Lock] = field(default_factory=dict)
     refused: dict[int, str] = field(default_factory=dict)
@@ -61,12 +61,6 @@ class CallPolicy:
     def refusal(self) -> str | None:
         """The first judge that refused to prepare (a configuration mistake): the run should stop on it."""
         return next(iter(self.refused.values()), None)
-
-    def judge_limit(self, judge: Judge) -> asyncio.Semaphore | contextlib.nullcontext[None]:
-        """Providers throttle per key: a judge's own bound applies on top of the session-wide one."""
-        if judge.max_concurrency is None:
-            return contextlib.nullcontext()
-        return self.judge_limits.setdefault(judge.name, asyncio.Semaphore(judge.max_concurrency))
 
     @property
     def claim_seconds(self) -> float:
@@ -101,12 +95,13 @@ class Panel:
             attempt += 1
             try:
                 policy.budget.reserve_call()
-                async with policy.judge_limit(judge), policy.limiter:
+                async with policy.limits.call(judge, request) as call, policy.limiter:
                     started = time.monotonic()
                     try:
                         verdict = await asyncio.wait_for(judge.rate(request), policy.timeout)
                     finally:
                         spent += time.monotonic() - started
+                    call.used(verdict.tokens)
                 problem = verdict_problem(verdict, request)  # whichever judge answered, custom ones too
                 if problem is not None:
                     raise InvalidVerdict(problem, cost_usd=verdict.cost_usd)
@@ -138,4 +133,5 @@ class Panel:
                     kind = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
                     update = {"error": reason, "attempts": attempt, "cost_usd": cost, "latency_s": spent}
                     return result.model_copy(update={**update, "error_kind": kind})
-                await asyncio.sleep(policy.retry.delay(attempt, judge.retry_after(error)))
+                if judge.retry_after(error) is None:  # one that names a wait paused the judge's calls: see limits
+                    await asyncio.sleep(policy.retry.delay(attempt))

@@ -113,6 +113,7 @@ class RunReporter:
             cost_usd=counts.cost_usd,
             uncollected=[Uncollected(nodeid=o, finished=f) for o, f in engine.prefetcher.uncollected()],
             prefetch_cancelled=self.cancelled,
+            limit_wait_s=engine.policy.limits.waited(),
         )
 
     @pytest.hookimpl(optionalhook=True)

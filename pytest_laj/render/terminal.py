@@ -12,7 +12,7 @@ from pytest_laj.core import gate
 from pytest_laj.core.models import Outcome
 from pytest_laj.core.modes import ReviewMode
 from pytest_laj.core.printable import printable
-from pytest_laj.results.record import AssessmentRecord, Change, Comparison, RunRecord
+from pytest_laj.results.record import AssessmentRecord, CallStats, Change, Comparison, RunRecord
 
 __all__ = ["summary_lines"]
 
@@ -176,7 +176,8 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
         _counts(run),
         *(_comparison_lines(run.comparison, verbosity) if run.comparison else []),
         f"judge calls: {calls.calls} made, {calls.cache_hits} from cache"
-        + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else ""),
+        + (f", ${calls.cost_usd:.4f} spent where priced" if calls.cost_usd else "")
+        + _limit_wait(calls),
         *_prefetch_lines(run),
         *_missing_lines(run),
         *_settled_lines(run),
@@ -209,3 +210,11 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
             "see each test's failure for which judges failed and why."
         )
     return lines
+
+
+def _limit_wait(calls: CallStats) -> str:
+    """`; waited 12.3 s on rate limits (strict 12.3 s)`: the time judges' rpm/tpm and Retry-After pauses cost."""
+    if not calls.limit_wait_s:
+        return ""
+    each = ", ".join(f"{judge} {seconds:.1f} s" for judge, seconds in sorted(calls.limit_wait_s.items()))
+    return f"; waited {calls.limit_wait_total:.1f} s on rate limits ({each})"

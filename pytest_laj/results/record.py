@@ -82,8 +82,19 @@ class CallStats(BaseModel):
     prefetched: int = 0
     uncollected: list[Uncollected] = Field(default_factory=list)
     prefetch_cancelled: int = 0
+    limit_wait_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds each judge's calls waited on its rpm/tpm limits and on providers' Retry-After pauses",
+    )
+
+    @property
+    def limit_wait_total(self) -> float:
+        return sum(self.limit_wait_s.values())
 
     def merged(self, other: CallStats) -> CallStats:
+        waits = dict(self.limit_wait_s)
+        for judge, seconds in other.limit_wait_s.items():
+            waits[judge] = waits.get(judge, 0.0) + seconds
         return CallStats(
             calls=self.calls + other.calls,
             cache_hits=self.cache_hits + other.cache_hits,
@@ -91,6 +102,7 @@ class CallStats(BaseModel):
             prefetched=self.prefetched + other.prefetched,
             uncollected=[*self.uncollected, *other.uncollected],
             prefetch_cancelled=self.prefetch_cancelled + other.prefetch_cancelled,
+            limit_wait_s=waits,
         )
 
 

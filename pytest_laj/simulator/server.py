@@ -284,23 +284,31 @@ class _FaultBudget:
 
 
 class _RequestStats:
-    """Chat completions requests received, by the judge name their model resolved to."""
+    """Chat completions requests received, by the judge name their model resolved to, and when each arrived (the
+    server's monotonic clock), so a test can check a client's request rate from the server's side."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_judge: Counter[str] = Counter()
+        self._times: dict[str, list[float]] = {}
 
     def count(self, judge_name: str) -> None:
         with self._lock:
             self._by_judge[judge_name] += 1
+            self._times.setdefault(judge_name, []).append(time.monotonic())
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._by_judge)
 
+    def times(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {name: list(times) for name, times in self._times.items()}
+
     def reset(self) -> None:
         with self._lock:
             self._by_judge.clear()
+            self._times.clear()
 
 
 class _SimulatorState:
@@ -621,6 +629,11 @@ class Simulator:
     def requests_by_judge(self) -> dict[str, int]:
         """A copy of the request counts by judge name (refused models under the name sent)."""
         return self._state.stats.snapshot()
+
+    @property
+    def request_times(self) -> dict[str, list[float]]:
+        """When each judge's requests arrived, in seconds on the server's monotonic clock (only gaps mean anything)."""
+        return self._state.stats.times()
 
     def reset_counters(self) -> None:
         """Zero the request counts (as POST /v1/stats/reset does)."""
