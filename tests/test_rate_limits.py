@@ -12,12 +12,15 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from conftest import LajProject
 
-from pytest_laj.judges.base import JudgeSpec, JudgeSpecError
-from pytest_laj.judges.limits import AdaptiveLimit, DiskBuckets, LocalBuckets, TokenBucket
+from pytest_laj.core.models import JudgeVerdict
+from pytest_laj.judges.base import Judge, JudgeSpec, JudgeSpecError
+from pytest_laj.judges.limits import AdaptiveLimit, DiskBuckets, LocalBuckets, RateLimits, TokenBucket
+from pytest_laj.judges.protocol import JudgeRequest
 from pytest_laj.simulator import Simulator
 
 AssertOutcomes = Callable[..., None]
@@ -146,6 +149,55 @@ def test_a_retry_after_pauses_every_new_call_of_the_judge() -> None:
     paused, elapsed = asyncio.run(scenario())
     assert paused == [5.0, 0.0]  # the first waited the pause out; by then it had passed for the second
     assert elapsed == 5.0
+
+
+class Limited(Exception):
+    status_code = 429
+
+
+class TokenJudge(Judge):
+    """Estimates 100 tokens a request; rated by the test, not here."""
+
+    name = "alpha"
+    tpm = 600.0  # 10 a second
+
+    def identity(self) -> dict[str, Any]:
+        return {}
+
+    async def rate(self, request: JudgeRequest) -> JudgeVerdict:
+        raise NotImplementedError
+
+    def estimate_tokens(self, request: JudgeRequest) -> int:
+        return 100
+
+    def is_rate_limited(self, error: BaseException) -> bool:
+        return isinstance(error, Limited)
+
+    def retry_after(self, error: BaseException) -> float | None:
+        return 30.0 if isinstance(error, Limited) else None
+
+
+def test_calls_wait_on_the_estimate_pay_what_the_reply_used_and_count_every_wait() -> None:
+    async def scenario() -> tuple[list[float], dict[str, float]]:
+        clock = FakeTime()
+        limits = RateLimits(ceiling=4, max_pause=20.0, clock=clock, sleep=clock.sleep)
+        judge, request = TokenJudge(), cast(JudgeRequest, None)
+        started, admitted = clock.now, []
+        async with limits.call(judge, request) as call:  # a full bucket (10) lets 100 through, owing 90
+            call.used(40)  # the reply said 40: 60 back, 30 owed
+        for _ in range(2):  # each waits until the debt is paid and a burst's 10 are in, then owes 90 more
+            async with limits.call(judge, request):
+                admitted.append(clock.now - started)
+        with pytest.raises(Limited):
+            async with limits.call(judge, request):  # admitted at 24
+                raise Limited  # asks for 30 s: paused for 20, the most a retry would wait
+        async with limits.call(judge, request):
+            admitted.append(clock.now - started)
+        return admitted, limits.waited()
+
+    admitted, waited = asyncio.run(scenario())
+    assert admitted == pytest.approx([4.0, 14.0, 44.0])
+    assert waited == {"alpha": pytest.approx(4.0 + 10.0 + 10.0 + 20.0)}
 
 
 # -- options ------------------------------------------------------------------------------------------------
