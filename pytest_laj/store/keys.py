@@ -21,9 +21,9 @@ __all__ = [
     "verdict_key",
 ]
 
-CACHE_FORMAT = 2
-"""Bump when the shape of a stored entry or of a key's material changes: older entries are then stale.
-2: a question-graph verdict keeps its item answers and each dimension's driving item."""
+CACHE_FORMAT = 1
+"""Bump when the shape of a stored entry or of a key's material changes: older entries are then stale. (A verdict's
+`answers` and `driver` only add fields with defaults: entries without them still read, with no item path.)"""
 
 
 Turns = Sequence[Sequence[str]] | None
