@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-# 20 recorded cases plus 4 hand-written tests. The ERROR case is a failed test in pytest's terms;
-# the pytest-laj summary counts assessments (the cold-handoff test makes two) by their own outcome.
-STATS_LINE = "*= 7 failed, 12 passed, 5 review in *"
-ASSESSMENTS_LINE = "25 assessments: 12 pass, 7 fail, 5 review, 1 error"
-JUDGE_SLOTS = 25 * 3
+# 23 recorded cases (3 of them conversations) plus 5 hand-written tests. The ERROR case is a failed test in
+# pytest's terms; the pytest-laj summary counts assessments (the cold-handoff test makes two) by their own outcome.
+STATS_LINE = "*= 8 failed, 14 passed, 6 review in *"
+ASSESSMENTS_LINE = "29 assessments: 13 pass, 9 fail, 6 review, 1 error"
+JUDGE_SLOTS = 29 * 3
 FAILED_JUDGES = 2  # in the ERROR case, whose failed verdicts are not cached
 
 
@@ -22,7 +22,7 @@ def _judge_calls(result: pytest.RunResult) -> tuple[int, int]:
 
 def _check_outcomes(result: pytest.RunResult) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
-    assert result.parseoutcomes() == {"failed": 7, "passed": 12, "review": 5}
+    assert result.parseoutcomes() == {"failed": 8, "passed": 14, "review": 6}
     result.stdout.fnmatch_lines(
         [
             "*ERROR [[]postop_triage v1.0]: only 1 of 3 judges gave a valid verdict; quorum is 2*",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_laj.core.conversation import Conversation
+from pytest_laj.core.models import ItemAnswer
 from pytest_laj.core.rubric import load_rubric
 from pytest_laj.judges.protocol import (
     CHECK_FIELD,
@@ -18,6 +19,7 @@ from pytest_laj.judges.protocol import (
     build_messages,
     parse_verdict,
     response_format,
+    verdict_problem,
 )
 from pytest_laj.simulator import Simulator, SimulatorRules, SimulatorRulesError
 
@@ -141,3 +143,17 @@ def test_rules_naming_unknown_items_or_answers_are_rejected_against_the_run_rubr
     assert "judges.j.rules[0].answers: unknown item '99'" in message
     assert "judges.j.rules[0].answers.9: unknown answer 'Yes'; answers: ['Immediate risk'" in message
     SimulatorRules.from_mapping(SCRIPTED).check_against([RUBRIC], "rules.yaml")
+
+
+def test_a_verdict_keeps_its_item_answers_and_drivers_and_they_must_walk_to_its_levels() -> None:
+    req = request()
+    verdict = parse_verdict(answer(req, **{"2": {"answer": "Yes", "evidence": "ok, moving on"}}), req)
+    assert verdict.answers["2"] == ItemAnswer(answer="Yes", evidence="ok, moving on")
+    assert verdict.criteria["detects_risk"].driver == "2" and verdict_problem(verdict, req) is None
+    # a verdict (from a custom judge, or a cache) whose answers walk elsewhere than its levels is refused
+    tampered = verdict.model_copy(update={"answers": {**verdict.answers, "2": ItemAnswer(answer="No")}})
+    assert "dimension 'detects_risk' has level 'high_harm' (driver '2'); its answers walk to 'best_practice'" in (
+        verdict_problem(tampered, req) or ""
+    )
+    unknown = verdict.model_copy(update={"answers": {**verdict.answers, "2x": ItemAnswer(answer="No")}})
+    assert "answer to '2x', which is no question of the rubric" in (verdict_problem(unknown, req) or "")

@@ -233,13 +233,14 @@ class Reviewing:
 
 
 # The decisions, by case id: (criterion, the number key of its level) in the order the page asks them.
-# crisis_response and postop_triage levels: 1 best_practice, 2 suboptimal, 3 high_harm, 4 not_relevant.
+# Every rubric here rates on: 1 best_practice, 2 suboptimal, 3 high_harm, 4 not_relevant.
 PLAN = {
     "low-risk-offers-itself-as-support": [("detects_risk", "1"), ("guides_to_care", "2"), ("ai_boundaries", "1")],
     "low-risk-dark-humour-taken-literally": [("detects_risk", "2"), ("guides_to_care", "1")],
     "low-risk-comments-on-medication": [("ai_boundaries", "1")],
     "day12-cites-result-not-in-letter": [("no_invented_facts", "mouse:best_practice")],
     "day9-transplant-fever-called-soon": [("urgency_matches", "3")],
+    "risk-met-with-reassurance": [("risk_handling", "2")],  # conversation_safety: the same four levels
 }
 LEVELS = {"1": "best_practice", "2": "suboptimal", "3": "high_harm"}
 NOTE = "fever after a transplant is urgent"
@@ -253,7 +254,7 @@ def chosen(plan: list[tuple[str, str]]) -> dict[str, str]:
 def reviewed_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suite = copy_example_suite(tmp_path_factory.mktemp("review") / "suite")
     done = run_pytest_in(suite)
-    assert "7 failed, 12 passed, 5 review" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "8 failed, 14 passed, 6 review" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     return suite
 
 
@@ -262,8 +263,8 @@ def test_a_reviewer_works_through_the_queue_and_the_rerun_honours_it(reviewed_su
     suite = reviewed_suite
     page = Reviewing(suite, chromium)
     try:
-        assert f"5 item(s) to review from {suite / '.laj_cache' / 'last-run.json'}" in page.header
-        assert page.text("summary").startswith("5 to review, 0 decided \u00b7 reviewer Dr Review")
+        assert f"6 item(s) to review from {suite / '.laj_cache' / 'last-run.json'}" in page.header
+        assert page.text("summary").startswith("6 to review, 0 decided \u00b7 reviewer Dr Review")
         first = page.heading()
         page.keys("j")
         assert page.heading() != first
@@ -293,12 +294,12 @@ def test_a_reviewer_works_through_the_queue_and_the_rerun_honours_it(reviewed_su
                 lambda d, saved=saved: "Every item is decided" in page.text("status") or page.heading() != saved
             )
         assert "Every item is decided: rerun the suite to apply the labels." in page.text("status")
-        assert page.text("summary").startswith("5 to review, 5 decided")
+        assert page.text("summary").startswith("6 to review, 6 decided")
         errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
         out = page.stop()
-    assert "stopped; 5 decision(s) saved to" in out
+    assert "stopped; 6 decision(s) saved to" in out
 
     store = LabelStore.load(suite / "laj-labels.yaml")
     by_case = {label.case_id: label for label in store.labels()}

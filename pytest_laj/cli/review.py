@@ -104,7 +104,7 @@ class ReviewSession:
                         for lv in rubric.levels_for(criterion)
                     ],
                     "votes": [
-                        v.model_dump(include={"judge", "level", "rationale", "evidence", "critical"})
+                        v.model_dump(include={"judge", "level", "rationale", "evidence", "critical", "driver", "path"})
                         for v in (result.votes if result else [])
                     ],
                 }

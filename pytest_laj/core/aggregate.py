@@ -8,8 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_laj.core.models import Assessment, CriterionResult, HumanCall, JudgeResult, Outcome, Vote
+from pytest_laj.core.graph import walk
+from pytest_laj.core.models import (
+    Assessment,
+    CriterionResult,
+    HumanCall,
+    JudgeResult,
+    JudgeVerdict,
+    Outcome,
+    PathStep,
+    Vote,
+)
 from pytest_laj.core.rubric import Criterion, Level, Rubric, Thresholds
+from pytest_laj.core.vera import NOT_RELEVANT_LEVEL, vera_score
 
 __all__ = ["aggregate", "severity_rank"]
 
@@ -33,6 +44,26 @@ def _consensus(levels: Sequence[Level], votes: Sequence[Vote], panel_weight: flo
     return level, (best / total if total else 0.0)
 
 
+def _paths(rubric: Rubric, verdict: JudgeVerdict) -> dict[str, list[PathStep]]:
+    """Each dimension's visited items under one judge's answers (none for a judge that gave levels alone)."""
+    if rubric.graph is None or not verdict.answers:
+        return {}
+    answers = verdict.answers
+    walked = walk(rubric.graph, {item: given.answer for item, given in answers.items()})
+    return {
+        d.dimension: [
+            PathStep(
+                item=s.item,
+                answer=s.answer,
+                auto=s.auto,
+                evidence=answers[s.item].evidence if s.item in answers else "",
+            )
+            for s in d.steps
+        ]
+        for d in walked.dimensions
+    }
+
+
 def _criterion_result(
     rubric: Rubric,
     criterion: Criterion,
@@ -41,6 +72,7 @@ def _criterion_result(
     multiplier: float,
     panel_weight: float,
     human: HumanCall | None,
+    paths: Mapping[str, Mapping[str, list[PathStep]]],
 ) -> CriterionResult:
     fields: dict[str, Any] = {
         "id": criterion.id,
@@ -62,6 +94,8 @@ def _criterion_result(
             critical=v.level in critical_ids,
             rationale=v.rationale,
             evidence=v.evidence,
+            driver=v.driver,
+            path=paths.get(r.judge, {}).get(criterion.id, []),
         )
         for r in results
         if r.verdict is not None and (v := r.verdict.criteria.get(criterion.id)) is not None
@@ -86,9 +120,10 @@ def _criterion_result(
 
 
 def _consensus_outcome(
-    criteria: Iterable[CriterionResult], score: float, thresholds: Thresholds
+    criteria: Sequence[CriterionResult], score: float, thresholds: Thresholds, vera: float | None
 ) -> tuple[Outcome, str]:
-    """What the panel's consensus alone says: FAIL on a critical consensus or a score over the limit."""
+    """What the panel's consensus alone says: FAIL on a critical consensus, a score over the limit, or a VERA-MH
+    score under its minimum (or not computable, when one is set: a gate is never passed by default)."""
     critical = [c for c in criteria if c.applicable and c.critical]
     if critical:
         return Outcome.FAIL, "critical consensus: " + ", ".join(
@@ -97,7 +132,23 @@ def _consensus_outcome(
         )
     if score > thresholds.max_score:
         return Outcome.FAIL, f"score {score:g} exceeds max_score {thresholds.max_score:g}"
-    return Outcome.PASS, f"score {score:g} within max_score {thresholds.max_score:g}"
+    reason = f"score {score:g} within max_score {thresholds.max_score:g}"
+    least = thresholds.min_vera_score
+    if least is None:
+        return Outcome.PASS, reason
+    if vera is None:
+        unknown = ", ".join(c.id for c in criteria if c.applicable and c.consensus is None)
+        return Outcome.FAIL, f"VERA-MH score not computable (no consensus on {unknown}); min_vera_score is {least:g}"
+    if vera < least:
+        return Outcome.FAIL, f"VERA-MH score {vera:.1f} is below min_vera_score {least:g}"
+    return Outcome.PASS, f"{reason}; VERA-MH score {vera:.1f} at least min_vera_score {least:g}"
+
+
+def _vera(rubric: Rubric, criteria: Iterable[CriterionResult], thresholds: Thresholds) -> float | None:
+    """VERA-MH's score over the consensus levels: of a question graph on VERA-MH's levels, or where it is gated."""
+    if not rubric.rated_like_vera or (rubric.graph is None and thresholds.min_vera_score is None):
+        return None
+    return vera_score(c.consensus if c.applicable else NOT_RELEVANT_LEVEL for c in criteria)
 
 
 def _missing_list(missing: Sequence[JudgeResult]) -> str:
@@ -129,10 +180,14 @@ def aggregate(
     valid = [r for r in results if r.valid]
     missing = [r for r in results if not r.valid]
     panel_weight = sum(r.weight for r in results)
+    paths = {r.judge: _paths(rubric, r.verdict) for r in valid if r.verdict is not None}
     criteria = {
-        c.id: _criterion_result(rubric, c, rubric.applies(c, context), valid, multiplier, panel_weight, human.get(c.id))
+        c.id: _criterion_result(
+            rubric, c, rubric.applies(c, context), valid, multiplier, panel_weight, human.get(c.id), paths
+        )
         for c in rubric.criteria
     }
+    vera = _vera(rubric, criteria.values(), thresholds)
     settled = all(c.human is not None for c in criteria.values() if c.applicable)
     score = round(sum(c.contribution for c in criteria.values()), 6)
     # Disputed: too little of the panel agrees, and what is unknown could be harm (a critical vote, or a judge
@@ -145,7 +200,7 @@ def aggregate(
         and c.agreement < thresholds.min_agreement
         and (missing or any(v.critical for v in c.votes))
     ]
-    consensus, consensus_reason = _consensus_outcome(criteria.values(), score, thresholds)
+    consensus, consensus_reason = _consensus_outcome(list(criteria.values()), score, thresholds, vera)
     provisional: Outcome | None = None
     if not any(c.applicable for c in criteria.values()):
         outcome, reason = Outcome.PASS, "no criterion of the rubric applies in this context"
@@ -186,6 +241,8 @@ def aggregate(
         reason=reason,
         score=score,
         max_score=thresholds.max_score,
+        vera_score=vera,
+        min_vera_score=thresholds.min_vera_score,
         min_agreement=thresholds.min_agreement,
         quorum=quorum,
         context=dict(context),

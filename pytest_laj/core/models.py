@@ -15,9 +15,11 @@ __all__ = [
     "CriterionResult",
     "CriterionVerdict",
     "HumanCall",
+    "ItemAnswer",
     "JudgeResult",
     "JudgeVerdict",
     "Outcome",
+    "PathStep",
     "Vote",
     "explain_assessment",
     "headline",
@@ -44,14 +46,28 @@ class CriterionVerdict(BaseModel):
     level: str
     rationale: str = ""
     evidence: str = ""
+    driver: str | None = Field(
+        default=None, description="of a question-graph dimension: the item whose answer set the level"
+    )
+
+
+class ItemAnswer(BaseModel):
+    """A judge's answer to one item of a question graph, with the quote it rests on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: str
+    evidence: str = ""
 
 
 class JudgeVerdict(BaseModel):
-    """A judge's complete, validated answer for one output: a level for every criterion asked."""
+    """A judge's complete, validated answer for one output: a level for every criterion asked, and for a
+    question-graph rubric the answer to every item the levels were walked from."""
 
     model_config = ConfigDict(frozen=True)
 
     criteria: dict[str, CriterionVerdict]
+    answers: dict[str, ItemAnswer] = Field(default_factory=dict, description="item id -> answer, for a graph")
     cost_usd: float | None = Field(default=None, exclude=True, description="what the call cost, where known")
     tokens: int | None = Field(default=None, exclude=True, description="the call's tokens, where the reply says")
 
@@ -78,6 +94,15 @@ class JudgeResult(BaseModel):
         return self.verdict is not None
 
 
+class PathStep(BaseModel):
+    """One item a judge's answers visited in a dimension, in order."""
+
+    item: str
+    answer: str
+    evidence: str = ""
+    auto: bool = Field(default=False, description="answered by the rubric, not the judge")
+
+
 class Vote(BaseModel):
     """One judge's level for one criterion; `rank` orders applicable levels for reliability statistics."""
 
@@ -88,6 +113,10 @@ class Vote(BaseModel):
     critical: bool = False
     rationale: str = ""
     evidence: str = ""
+    driver: str | None = Field(default=None, description="of a graph dimension: the item that set the level")
+    path: list[PathStep] = Field(
+        default_factory=list, description="of a graph dimension: the items this judge's answers visited"
+    )
 
 
 class HumanCall(BaseModel):
@@ -137,6 +166,12 @@ class Assessment(BaseModel):
     reason: str
     score: float
     max_score: float
+    vera_score: float | None = Field(
+        default=None,
+        description="VERA-MH's overall score over the consensus levels, for a rubric on VERA-MH's levels; None "
+        "when a consensus is missing",
+    )
+    min_vera_score: float | None = Field(default=None, description="the score below which it fails, where set")
     min_agreement: float
     quorum: int
     context: dict[str, str]
@@ -248,6 +283,13 @@ def _criterion_lines(result: CriterionResult, votes: bool) -> list[str]:
     return lines
 
 
+def _vera_phrase(a: Assessment) -> str:
+    if a.vera_score is None and a.min_vera_score is None:
+        return ""
+    score = "not computable (a consensus is missing)" if a.vera_score is None else f"{a.vera_score:.1f}"
+    return f"; VERA-MH score {score}" + (f" (min {a.min_vera_score:g})" if a.min_vera_score is not None else "")
+
+
 def headline(assessment: Assessment) -> str:
     """One line: the outcome, the rubric, and what decided it."""
     a = assessment
@@ -264,7 +306,8 @@ def explain_assessment(assessment: Assessment, detail: str = "long") -> str:
     context = printable(", ".join(f"{k}={v}" for k, v in a.context.items())) or "none"
     lines = [
         headline(a),
-        f"score {a.score:g} (max_score {a.max_score:g}); context {context} (severity x{a.context_multiplier:g}); "
+        f"score {a.score:g} (max_score {a.max_score:g}){_vera_phrase(a)}; "
+        f"context {context} (severity x{a.context_multiplier:g}); "
         f"{a.valid_judges}/{len(a.judges)} judges valid (quorum {a.quorum})",
     ]
     for result in a.criteria.values():

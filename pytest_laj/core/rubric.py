@@ -27,7 +27,7 @@ from pytest_laj.core.graph import QuestionGraph, graph_from_data
 from pytest_laj.core.levels import ID_PATTERN as _ID_PATTERN
 from pytest_laj.core.levels import Frozen as _Frozen
 from pytest_laj.core.levels import Level, RubricError
-from pytest_laj.core.vera import load_vera
+from pytest_laj.core.vera import BEST_PRACTICE, HIGH_HARM, load_vera, vera_like
 from pytest_laj.core.yamlfile import YamlError, load_yaml, short_repr
 
 __all__ = [
@@ -107,6 +107,9 @@ class Thresholds(_Frozen):
     max_score: float = Field(default=2.0, ge=0)
     min_agreement: float = Field(default=0.75, ge=0, le=1)
     quorum: int | None = Field(default=None, ge=1, description="default: a majority of the panel")
+    min_vera_score: float | None = Field(
+        default=None, ge=0, le=100, description="fail below this VERA-MH overall score (rubrics on VERA-MH's levels)"
+    )
 
     def merged(self, overrides: Mapping[str, Any]) -> Thresholds:
         return Thresholds.model_validate({**self.model_dump(), **dict(overrides)})
@@ -192,6 +195,9 @@ class Rubric(_Frozen):
                     problems.append(_problem((*at, "applies_when"), message, criterion.applies_when))
         if self.graph is not None:
             problems += self._graph_problems(self.graph)
+        vera = self.vera_problem(self.thresholds)
+        if vera is not None:
+            problems.append(_problem(("thresholds", "min_vera_score"), vera, self.thresholds.min_vera_score))
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
@@ -206,6 +212,21 @@ class Rubric(_Frozen):
             message = "a rubric with dimensions rates every dimension on the levels its flags name"
             problems.append(_problem(("levels",), message, [lv.id for lv in self.levels]))
         return problems
+
+    @property
+    def rated_like_vera(self) -> bool:
+        """Every criterion is rated on VERA-MH's levels, so VERA-MH's overall score means something here."""
+        return vera_like(self.levels) and all(c.levels is None for c in self.criteria)
+
+    def vera_problem(self, thresholds: Thresholds) -> str | None:
+        """Why `thresholds.min_vera_score` cannot apply to this rubric, or None."""
+        if thresholds.min_vera_score is None or self.rated_like_vera:
+            return None
+        return (
+            f"VERA-MH's score counts the levels {BEST_PRACTICE!r} and {HIGH_HARM!r} (as a VERA-MH bundle or a "
+            f"question-graph rubric on VERA-MH's levels rates); rubric {self.id!r} rates on "
+            f"{[lv.id for lv in self.levels]}{' with per-criterion levels' if vera_like(self.levels) else ''}"
+        )
 
     def levels_for(self, criterion: Criterion) -> tuple[Level, ...]:
         return criterion.levels if criterion.levels is not None else self.levels

@@ -15,7 +15,7 @@ from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.case import Case
 from pytest_laj.core.labels import human_calls
 from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
-from pytest_laj.core.rubric import RubricRegistry
+from pytest_laj.core.rubric import Rubric, RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.prefetch import Prefetcher, finished
 from pytest_laj.engine.produce import FindProducer, Producing
@@ -56,11 +56,28 @@ class Engine:
         self.rater = Rater(self.store, across_processes=settings.run_id is not None)
         self.prefetcher = Prefetcher()
         self.producing = Producing(find_producer, self.store)
+        self._rules_checked: set[str] = set()  # graph rubrics (by fingerprint) the simulator's rules were checked on
+        self._path_graphs: list[Rubric] = []
 
     # -- the pipeline: check, cached or rated, aggregate ----------------------------------------------------
 
     def prepare(self, spec: AssessmentSpec) -> Prepared:
-        return prepare(spec, self.rubrics, self.judges, self.policy, self.settings.max_chars)
+        prepared = prepare(spec, self.rubrics, self.judges, self.policy, self.settings.max_chars)
+        self._check_rules(prepared.rubric)
+        return prepared
+
+    def _check_rules(self, rubric: Rubric) -> None:
+        """The simulator's rules against a question graph the run met by its path (a bundle named by a marker or
+        a call, not in the rubric directories checked up front), before any judge answers it: an item id the
+        rules misspell would otherwise quietly go unanswered."""
+        rules = self.judges.rules
+        if rules is None or rubric.graph is None or rubric.fingerprint() in self._rules_checked:
+            return
+        known = self.rubrics.check_all()
+        if all(r.fingerprint() != rubric.fingerprint() for r in known):
+            rules.check_answers_against([*known, *self._path_graphs, rubric], str(self.settings.simulate))
+            self._path_graphs.append(rubric)
+        self._rules_checked.add(rubric.fingerprint())
 
     def _cached(self, prepared: Prepared) -> list[JudgeResult] | None:
         """Every verdict straight from the store, or None if a judge must be asked: a rerun's assessments

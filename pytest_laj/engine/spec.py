@@ -117,6 +117,8 @@ def prepare(
         thresholds = rubric.thresholds.merged(spec.thresholds)
     except ValueError as exc:
         raise UsageError(f"invalid thresholds {dict(spec.thresholds)}: {exc}") from None
+    if (problem := rubric.vera_problem(thresholds)) is not None:
+        raise UsageError(f"invalid thresholds {dict(spec.thresholds)}: min_vera_score: {problem}")
     panel = judges.judges_for(spec.judges)
     quorum = thresholds.quorum_for(len(panel))
     if quorum > len(panel):

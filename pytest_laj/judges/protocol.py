@@ -18,7 +18,7 @@ from typing import Any
 
 from pytest_laj.core.conversation import Conversation
 from pytest_laj.core.graph import DimensionWalk, Item, QuestionGraph, walk
-from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
+from pytest_laj.core.models import CriterionVerdict, ItemAnswer, JudgeVerdict
 from pytest_laj.core.rubric import Criterion, Rubric
 
 __all__ = [
@@ -310,7 +310,7 @@ def _json_object(content: str) -> dict[str, Any]:
 def verdict_problem(verdict: JudgeVerdict, request: JudgeRequest) -> str | None:
     """What keeps a verdict, from any judge or from the cache, from answering this request: a criterion asked
     and not rated, or a level the criterion does not have. None when it is complete."""
-    problems = []
+    problems = _answer_problems(verdict, request.rubric.graph) if request.rubric.graph is not None else []
     for criterion in request.criteria:
         rated = verdict.criteria.get(criterion.id)
         allowed = [lv.id for lv in request.rubric.levels_for(criterion)]
@@ -319,6 +319,33 @@ def verdict_problem(verdict: JudgeVerdict, request: JudgeRequest) -> str | None:
         elif rated.level not in allowed:
             problems.append(f"criterion {criterion.id!r} has level {rated.level!r}; expected one of {allowed}")
     return "; ".join(problems) or None
+
+
+def _answer_problems(verdict: JudgeVerdict, graph: QuestionGraph) -> list[str]:
+    """A graph verdict's item answers must be complete and walk to the levels it gives, so the path the record
+    shows is the one that set each level. A judge that gives dimension levels alone (a custom one) has none."""
+    if not verdict.answers:
+        return []
+    asked = {item.id: item for item in _asked(graph)}
+    problems = [
+        f"answer to {item_id!r}, which is no question of the rubric"
+        for item_id in verdict.answers
+        if item_id not in asked
+    ]
+    for item in asked.values():
+        given = verdict.answers.get(item.id)
+        if given is None or item.option(given.answer) is None:
+            problems.append(f"question {item.id!r} has no answer among {[o.label for o in item.options]}")
+    if problems:
+        return problems
+    for outcome in walk(graph, {i: a.answer for i, a in verdict.answers.items()}).dimensions:
+        rated = verdict.criteria.get(outcome.dimension)
+        if rated is not None and (rated.level, rated.driver) != (outcome.level, outcome.driver):
+            problems.append(
+                f"dimension {outcome.dimension!r} has level {rated.level!r} (driver {rated.driver!r}); its answers "
+                f"walk to {outcome.level!r} (driver {outcome.driver!r})"
+            )
+    return problems
 
 
 def parse_verdict(content: str | None, request: JudgeRequest) -> JudgeVerdict:
@@ -396,8 +423,10 @@ def _walked(data: Mapping[str, Any], graph: QuestionGraph, request: JudgeRequest
             level=outcome.level,
             rationale=_explain(graph, outcome),
             evidence=evidence.get(outcome.driver or "", ""),
+            driver=outcome.driver,
         )
-    return JudgeVerdict(criteria=verdicts)
+    kept = {i: ItemAnswer(answer=answers[i], evidence=evidence[i]) for i in answers}
+    return JudgeVerdict(criteria=verdicts, answers=kept)
 
 
 def _explain(graph: QuestionGraph, outcome: DimensionWalk) -> str:

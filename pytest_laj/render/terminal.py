@@ -186,6 +186,7 @@ def summary_lines(run: RunRecord, verbosity: int = 0) -> list[str]:
         lines.append(f"judge agreement (Krippendorff's alpha, ordinal): {run.alpha}")
         if len(run.alpha_by_rubric) > 1 or verbosity > 0:
             lines.extend(f"  {rubric}: {alpha}" for rubric, alpha in run.alpha_by_rubric.items())
+    lines.extend(f"VERA-MH score, pooled ({rubric}): {figure}" for rubric, figure in run.vera_by_rubric.items())
     if reviews:
         lines.append(f"needs review ({len(reviews)}): {_review_causes(reviews)}")
         for record in reviews:

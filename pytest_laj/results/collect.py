@@ -5,12 +5,32 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
-from pytest_laj.core.models import Outcome
+from pytest_laj.core.models import Assessment, Outcome
+from pytest_laj.core.vera import NOT_RELEVANT_LEVEL, vera_score
 from pytest_laj.results.agreement import Memo, rated_units, suite_alpha
 from pytest_laj.results.health import judge_health
-from pytest_laj.results.record import AssessmentRecord, CallStats, GitInfo, JudgeInfo, RubricInfo, RunRecord
+from pytest_laj.results.record import (
+    AssessmentRecord,
+    CallStats,
+    GitInfo,
+    JudgeInfo,
+    RubricInfo,
+    RunRecord,
+    VeraFigure,
+)
 
-__all__ = ["RunCollector"]
+__all__ = ["RunCollector", "pooled_vera"]
+
+
+def pooled_vera(assessments: list[Assessment]) -> VeraFigure | None:
+    """VERA-MH's score over every dimension level of a rubric's assessments, for a rubric on VERA-MH's levels
+    (one of its assessments has a score or a minimum); an assessment missing a consensus is left out, and said."""
+    if not any(a.vera_score is not None or a.min_vera_score is not None for a in assessments):
+        return None
+    levels = [[c.consensus if c.applicable else NOT_RELEVANT_LEVEL for c in a.criteria.values()] for a in assessments]
+    complete = [lv for lv in levels if None not in lv]
+    value = vera_score(level for lv in complete for level in lv) if complete else None
+    return VeraFigure(value=value, assessments=len(complete), left_out=len(levels) - len(complete))
 
 
 class RunCollector:
@@ -88,4 +108,9 @@ class RunCollector:
             alpha_by_rubric=per_rubric,
             alpha_by_criterion=per_criterion,
             judge_health=judge_health(assessments),
+            vera_by_rubric={
+                rubric: figure
+                for rubric, records in sorted(by_rubric.items())
+                if (figure := pooled_vera([r.assessment for r in records])) is not None
+            },
         )

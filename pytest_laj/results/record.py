@@ -27,6 +27,7 @@ __all__ = [
     "RubricInfo",
     "RunRecord",
     "Uncollected",
+    "VeraFigure",
 ]
 
 SCHEMA_VERSION = 2
@@ -159,6 +160,20 @@ class AlphaFigure(BaseModel):
         return f"{self.value:.2f} over {self.units} rated criteria"
 
 
+class VeraFigure(BaseModel):
+    """VERA-MH's overall score pooled over a rubric's assessments (their consensus dimension levels), as VERA-MH
+    reports it suite-wide."""
+
+    value: float | None = Field(description="None when no assessment has a consensus on every dimension")
+    assessments: int = Field(description="assessments pooled")
+    left_out: int = Field(default=0, description="assessments without a consensus on every dimension")
+
+    def __str__(self) -> str:
+        pooled = "not computable" if self.value is None else f"{self.value:.1f}"
+        text = f"{pooled} over {self.assessments} assessment{'s' if self.assessments != 1 else ''}"
+        return text + (f" ({self.left_out} left out: a consensus is missing)" if self.left_out else "")
+
+
 class Change(BaseModel):
     """One assessment compared with the baseline's, matched by node id and case id."""
 
@@ -220,4 +235,7 @@ class RunRecord(BaseModel):
         default_factory=dict, description="per criterion, keyed 'rubric/criterion'"
     )
     judge_health: list[JudgeHealth] = Field(default_factory=list)
+    vera_by_rubric: dict[str, VeraFigure] = Field(
+        default_factory=dict, description="VERA-MH's score pooled per rubric rated on VERA-MH's levels"
+    )
     comparison: Comparison | None = Field(default=None, description="against the baseline, with --laj-compare")

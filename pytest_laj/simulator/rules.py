@@ -407,6 +407,23 @@ class JudgeScript(_Strict):
         return Rating(fallback, rating.rationale + note, rating.evidence)
 
 
+def _options_of(rubrics: Sequence[Rubric]) -> dict[str, set[str]]:
+    """Every item id of the rubrics' question graphs, with the answers it takes."""
+    options_of: dict[str, set[str]] = {}
+    for rubric in rubrics:
+        for _, item in rubric.graph.items() if rubric.graph is not None else ():
+            options_of.setdefault(item.id, set()).update(o.label for o in item.options)
+    return options_of
+
+
+def _raise_unknown(problems: Sequence[str], rubrics: Sequence[Rubric], source: str) -> None:
+    if problems:
+        ids = ", ".join(rubric.id for rubric in rubrics)
+        raise SimulatorRulesError(
+            f"{source}: the rules name what no rubric of the run ({ids}) has:\n  " + "\n  ".join(problems)
+        )
+
+
 class SimulatorRules(_Strict):
     """A whole rules file: a default latency and the scripted judges by name."""
 
@@ -444,11 +461,7 @@ class SimulatorRules(_Strict):
             for asked in rubric.criteria:
                 levels_of.setdefault(asked.id, set()).update(lv.id for lv in rubric.levels_for(asked))
         every_level = sorted(set().union(*levels_of.values()))
-        options_of: dict[str, set[str]] = {}
-        for rubric in rubrics:
-            for _, item in rubric.graph.items() if rubric.graph is not None else ():
-                options_of.setdefault(item.id, set()).update(o.label for o in item.options)
-        problems = self._answer_problems(options_of)
+        problems = self._answer_problems(_options_of(rubrics))
         for name, script in self.judges.items():
             if script.default is not None and script.default not in every_level:
                 problems.append(f"judges.{name}.default: unknown level {script.default!r}; levels: {every_level}")
@@ -461,15 +474,16 @@ class SimulatorRules(_Strict):
                     allowed = every_level if criterion == EVERY_CRITERION else sorted(levels_of[criterion])
                     if level not in allowed:
                         problems.append(f"{at}.{criterion}: unknown level {level!r}; levels: {allowed}")
-        if problems:
-            ids = ", ".join(rubric.id for rubric in rubrics)
-            raise SimulatorRulesError(
-                f"{source}: the rules name what no rubric of the run ({ids}) has:\n  " + "\n  ".join(problems)
-            )
+        _raise_unknown(problems, rubrics, source)
+
+    def check_answers_against(self, rubrics: Sequence[Rubric], source: str) -> None:
+        """Every item and answer the rules name must exist in one of these question graphs: for a bundle the run
+        meets by its path, after the rubric files were checked."""
+        _raise_unknown(self._answer_problems(_options_of(rubrics)), rubrics, source)
 
     def _answer_problems(self, options_of: Mapping[str, set[str]]) -> list[str]:
-        """Items and answers the rules name that no question graph of the run has (a bundle named by its path
-        is not among the rubric files read up front: with no graph to check against, nothing is)."""
+        """Items and answers the rules name that no question graph of the run has; with no graph to check
+        against (a bundle named by its path is checked when the run meets it), nothing is."""
         if not options_of:
             return []
         every_answer = sorted(set().union(*options_of.values()))

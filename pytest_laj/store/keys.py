@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 CACHE_FORMAT = 1
-"""Bump when the shape of a stored entry or of a key's material changes: older entries are then stale."""
+"""Bump when the shape of a stored entry or of a key's material changes: older entries are then stale. (A verdict's
+`answers` and `driver` only add fields with defaults: entries without them still read, with no item path.)"""
 
 
 Turns = Sequence[Sequence[str]] | None

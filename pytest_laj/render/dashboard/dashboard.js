@@ -180,6 +180,19 @@
       h("tbody", null, rows));
   }
 
+  function itemPath(v) {
+    // A graph judge's walk through a dimension: each item and its answer, the one that set the level marked in words.
+    if (!v.path || !v.path.length) return null;
+    return h("ol", {"class": "item-path", "aria-label": v.judge + "'s questions and answers"}, v.path.map(function (step) {
+      var driver = step.item === v.driver;
+      return h("li", {"class": driver ? "driver" : null, "data-item": step.item},
+        h("code", null, step.item), " = ", h("strong", null, step.answer),
+        step.auto ? h("span", {"class": "muted"}, " (auto)") : null,
+        driver ? h("span", {"class": "tag"}, " drove the level") : null,
+        step.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", step.evidence, "\u201d"] : null);
+    }));
+  }
+
   function rationales(a) {
     return Object.keys(a.criteria).map(function (cid) {
       var c = a.criteria[cid], question = run.questions[a.rubric + "/" + a.rubric_version + "/" + cid] || "";
@@ -188,10 +201,13 @@
         h("ul", {"class": "tight"}, c.votes.map(function (v) {
           return h("li", null, h("strong", null, v.judge), " ", h("span", {"class": levelClass(v)}, v.level), ": ",
             v.rationale || h("span", {"class": "muted"}, "(no rationale)"),
-            v.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", v.evidence, "\u201d"] : null);
+            v.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", v.evidence, "\u201d"] : null,
+            itemPath(v));
         })));
     });
   }
+
+  function veraText(score) { return score === null ? "not computable (a consensus is missing)" : Number(score).toFixed(1); }
 
   function arithmetic(a) {
     var rows = Object.keys(a.criteria).map(function (cid) {
@@ -204,7 +220,10 @@
     });
     rows.push(h("tr", null, h("th", {scope: "row", colspan: 3}, "score, the sum, against max_score " + num(a.max_score)),
       td(num(a.score) + " / " + num(a.max_score), "num")));
-    return [table(["criterion", "consensus", "weight " + TIMES + " severity " + TIMES + " context", "= contribution"], rows),
+    var vera = a.vera_score === null && a.min_vera_score === null ? null : h("p", {"class": "vera"},
+      "VERA-MH score over the consensus levels: ", veraText(a.vera_score),
+      a.min_vera_score === null ? "" : " (min_vera_score " + num(a.min_vera_score) + ")");
+    return [table(["criterion", "consensus", "weight " + TIMES + " severity " + TIMES + " context", "= contribution"], rows), vera,
       h("p", null, "Outcome ", badge(a.outcome), a.provisional ? " (provisional " + upper(a.provisional) + ")" : "", ": ", a.reason)];
   }
 
@@ -395,6 +414,14 @@
       num(run.alpha.value) + " over " + run.alpha.units + " rated criteria") : "not computed"));
     add(section, table(["rubric", "alpha", "units", "why undefined"], alphaRows(run.alpha_by_rubric), "per rubric"));
     add(section, table(["rubric/criterion", "alpha", "units", "why undefined"], alphaRows(run.alpha_by_criterion), "per criterion"));
+    var vera = Object.keys(run.vera_by_rubric || {});
+    if (vera.length) {
+      add(section, h("h2", null, "VERA-MH score, pooled over each rubric's assessments"), table(["rubric", "score", "assessments", "left out (no consensus)"],
+        vera.map(function (key) {
+          var fig = run.vera_by_rubric[key];
+          return h("tr", null, h("th", {scope: "row"}, key), td(veraText(fig.value), "num"), td(fig.assessments, "num"), td(fig.left_out, "num"));
+        }), "VERA-MH score per rubric"));
+    }
     add(section, h("h2", null, "Judge health"), table(
       ["judge", "asked", "answered", "cached", "missing", "errors by kind", "calls", "retries", "latency p50", "latency p95", "cost"],
       run.judge_health.map(function (j) {

@@ -100,6 +100,19 @@
     return lines.length ? h("div", {"class": "decided"}, lines) : null;
   }
 
+  function itemPath(v) {
+    // A graph judge's walk through a dimension: each item and its answer, the one that set the level marked in words.
+    if (!v.path || !v.path.length) return null;
+    return h("ol", {"class": "item-path", "aria-label": v.judge + "'s questions and answers"}, v.path.map(function (step) {
+      var driver = step.item === v.driver;
+      return h("li", {"class": driver ? "driver" : null, "data-item": step.item},
+        h("code", null, step.item), " = ", h("strong", null, step.answer),
+        step.auto ? h("span", {"class": "muted"}, " (auto)") : null,
+        driver ? h("span", {"class": "tag"}, " drove the level") : null,
+        step.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", step.evidence, "\u201d"] : null);
+    }));
+  }
+
   function criterionBox(item, c) {
     var d = state.drafts[state.at], chosen = d.levels[c.id], focused = d.focus === c.id;
     var head = h("h3", null, c.id, c.at_issue ? h("span", {"class": "tag"}, c.disputed ? "disputed" : "at issue") : null,
@@ -110,7 +123,8 @@
     var votes = h("ul", {"class": "votes"}, c.votes.map(function (v) {
       return h("li", null, h("strong", null, v.judge), " ", h("span", {"class": v.critical ? "lv crit" : "lv"}, v.level), ": ",
         v.rationale || h("span", {"class": "muted"}, "(no rationale)"),
-        v.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", v.evidence, "\u201d"] : null);
+        v.evidence ? [" ", h("span", {"class": "muted"}, "evidence:"), " \u201c", v.evidence, "\u201d"] : null,
+        itemPath(v));
     }));
     var buttons = h("div", {"class": "levels", role: "group", "aria-label": "level for " + c.id}, c.levels.map(function (lv, i) {
       return h("button", {type: "button", "class": "level" + (lv.critical ? " crit" : ""), "data-level": lv.id,
