@@ -4,6 +4,7 @@ and reaches the verdict the whole mode's one call per judge reaches on the same 
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,18 @@ def test_a_per_item_request_carries_only_its_item_and_is_parsed_strictly() -> No
             parse_verdict(json.dumps({**wrong, CHECK_FIELD: request.check}), request)
     expected = "question '10' has answer None; expected one of ['Yes', 'No']"
     assert verdict_problem(verdict, _item_request("10")) == expected  # a stored answer to another item
+
+
+def test_the_simulator_answers_a_per_item_request_with_that_item_alone_and_adds_up_the_tokens_it_bills() -> None:
+    request = _item_request("9")
+    body = {"model": "openai/alpha", "messages": build_messages(request), "response_format": response_format(request)}
+    with Simulator(_rules()) as simulator:
+        url, headers = simulator.base_url + "/chat/completions", {"Content-Type": "application/json"}
+        with urllib.request.urlopen(
+            urllib.request.Request(url, json.dumps(body).encode(), headers), timeout=10
+        ) as response:
+            completion = json.loads(response.read())
+        assert simulator.requests_by_judge == {"alpha": 1}
+        assert simulator.usage == completion["usage"] and completion["usage"]["prompt_tokens"] > 100
+    answer = json.loads(completion["choices"][0]["message"]["content"])
+    assert set(answer) == {"9", CHECK_FIELD} and answer["9"]["answer"] == TIER
