@@ -8,11 +8,13 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
+    "ASK_MODE_HELP",
     "CACHE_MODE_HELP",
     "GATE_MODE_HELP",
     "GITHUB_MODE_HELP",
     "PREFETCH_MODE_HELP",
     "REVIEW_MODE_HELP",
+    "AskMode",
     "CacheMode",
     "GateMode",
     "GithubMode",
@@ -111,4 +113,18 @@ GATE_MODE_HELP = {
     GateMode.ALL: "every FAIL, ERROR and blocking REVIEW fails its test (default)",
     GateMode.REGRESSIONS: "with --laj-compare: an assessment the baseline already had at the same or a worse "
     "outcome is a known failure and does not fail its test; anything worse than the baseline does",
+}
+
+
+class AskMode(_Mode):
+    """How a question-graph rubric is put to each judge; a flat rubric is always asked in one call."""
+
+    WHOLE = "whole"
+    PER_ITEM = "per_item"
+
+
+ASK_MODE_HELP = {
+    AskMode.WHOLE: "one call per judge answers every question, and the graph is walked over its answers (default)",
+    AskMode.PER_ITEM: "one call per question along each judge's own path through the graph, as VERA-MH asks: "
+    "more calls, each carrying one question",
 }

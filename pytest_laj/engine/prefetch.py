@@ -27,6 +27,7 @@ def spec_key(spec: AssessmentSpec) -> str:
     """Equal for a test's call and the prefetch of its case."""
     rubric = spec.rubric.fingerprint() if isinstance(spec.rubric, Rubric) else spec.rubric
     material = [spec.output, spec.input, spec.context, rubric, spec.judges, spec.thresholds, spec.conversation]
+    material += [] if spec.ask is None else [str(spec.ask)]
     return json.dumps(material, sort_keys=True, default=str)
 
 

@@ -54,9 +54,8 @@ class Rater:
         criteria = [c.id for c in request.criteria]
         member = judge.identity() if sample == 0 else {"judge": judge.identity(), "sample": sample}
         turns = None if request.conversation is None else request.conversation.key()
-        return verdict_key(
-            member, request.rubric.fingerprint(), criteria, request.output, request.input, request.context, turns
-        )
+        judged = (request.output, request.input, request.context, turns)
+        return verdict_key(member, request.rubric.fingerprint(), criteria, *judged, item=request.item)
 
     @classmethod
     def keys(cls, panel: Panel, request: JudgeRequest) -> list[str]:
@@ -76,7 +75,7 @@ class Rater:
             return None
         results = []
         for judge, key in zip(panel.judges, self.keys(panel, request), strict=True):
-            verdict = self._stored(key, request)
+            verdict = self.stored(key, request)
             if verdict is None:
                 return None
             results.append(JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True))
@@ -85,22 +84,24 @@ class Rater:
 
     async def rate(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult]:
         members = zip(panel.judges, self.keys(panel, request), strict=True)
-        return list(await asyncio.gather(*(self._rate_one(panel, judge, key, request) for judge, key in members)))
+        return list(await asyncio.gather(*(self.rate_one(panel, judge, key, request) for judge, key in members)))
 
-    def _stored(self, key: str, request: JudgeRequest) -> JudgeVerdict | None:
+    def stored(self, key: str, request: JudgeRequest) -> JudgeVerdict | None:
         """A stored verdict that answers the request; an incomplete one (written by an older version, or edited
         on disk) is a miss, and the judge is asked again."""
         verdict = self.store.verdict(key)
         return verdict if verdict is not None and verdict_problem(verdict, request) is None else None
 
     def _hit(self, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult | None:
-        verdict = self._stored(key, request)
+        verdict = self.stored(key, request)
         if verdict is None:
             return None
         self.counts.add(cache_hits=1)
         return JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True)
 
-    async def _rate_one(self, panel: Panel, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult:
+    async def rate_one(self, panel: Panel, judge: Judge, key: str, request: JudgeRequest) -> JudgeResult:
+        """One judge's verdict for one request (a per-item question among them): from the store, or asked once
+        under a claim and kept."""
         if (hit := self._hit(judge, key, request)) is not None:
             return hit
         if not self.store.calls_judges:

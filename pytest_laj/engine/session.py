@@ -17,6 +17,7 @@ from pytest_laj.core.labels import human_calls
 from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
 from pytest_laj.core.rubric import Rubric, RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
+from pytest_laj.engine.per_item import PerItem
 from pytest_laj.engine.prefetch import Prefetcher, finished
 from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
@@ -54,6 +55,7 @@ class Engine:
             limits=RateLimits(settings.concurrency, retry.max_delay, settings.run_id),
         )
         self.rater = Rater(self.store, across_processes=settings.run_id is not None)
+        self.per_item = PerItem(self.rater)
         self.prefetcher = Prefetcher()
         self.producing = Producing(find_producer, self.store)
         self._rules_checked: set[str] = set()  # graph rubrics (by fingerprint) the simulator's rules were checked on
@@ -62,7 +64,7 @@ class Engine:
     # -- the pipeline: check, cached or rated, aggregate ----------------------------------------------------
 
     def prepare(self, spec: AssessmentSpec) -> Prepared:
-        prepared = prepare(spec, self.rubrics, self.judges, self.policy, self.settings.max_chars)
+        prepared = prepare(spec, self.rubrics, self.judges, self.policy, self.settings.max_chars, self.settings.ask)
         self._check_rules(prepared.rubric)
         return prepared
 
@@ -79,15 +81,18 @@ class Engine:
             self._path_graphs.append(rubric)
         self._rules_checked.add(rubric.fingerprint())
 
+    def _asker(self, prepared: Prepared) -> Rater | PerItem:
+        return self.per_item if prepared.per_item else self.rater
+
     def _cached(self, prepared: Prepared) -> list[JudgeResult] | None:
         """Every verdict straight from the store, or None if a judge must be asked: a rerun's assessments
         never wait on the event loop's thread."""
-        return [] if not prepared.request.criteria else self.rater.cached(prepared.panel, prepared.request)
+        return [] if not prepared.request.criteria else self._asker(prepared).cached(prepared.panel, prepared.request)
 
     async def _rate(self, prepared: Prepared) -> list[JudgeResult]:
         if not prepared.request.criteria:
             return []
-        return await self.rater.rate(prepared.panel, prepared.request)
+        return await self._asker(prepared).rate(prepared.panel, prepared.request)
 
     @staticmethod
     def _second_opinion(prepared: Prepared, found: Scan) -> Prepared | None:

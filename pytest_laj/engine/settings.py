@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_laj.core.modes import CacheMode, GateMode, GithubMode, PrefetchMode, ReviewMode
+from pytest_laj.core.modes import AskMode, CacheMode, GateMode, GithubMode, PrefetchMode, ReviewMode
 
 if TYPE_CHECKING:  # pydantic models: a run that configures no judge never imports them
     from pytest_laj.judges.base import JudgeSpec
@@ -24,6 +24,7 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path(".laj_cache"))
     rubric_dirs: list[Path] = field(default_factory=lambda: [Path("rubrics")])
     review: ReviewMode = ReviewMode.FAIL
+    ask: AskMode = AskMode.WHOLE
     prefetch: PrefetchMode = PrefetchMode.AUTO
     concurrency: int = 16
     timeout: float = 60.0

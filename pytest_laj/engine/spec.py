@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_laj.core.conversation import Conversation
+from pytest_laj.core.modes import AskMode
 from pytest_laj.core.rubric import Rubric, RubricRegistry, Thresholds
 from pytest_laj.errors import UsageError
 from pytest_laj.judges.panel import CallPolicy, Panel
@@ -28,6 +29,8 @@ class AssessmentSpec:
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     conversation: Any = None
     """Instead of `output` and `input`: the turns, as a Conversation or a list of {role, content} mappings."""
+    ask: AskMode | None = None
+    """How a question-graph rubric is asked; None: as the run's `laj_ask` says."""
 
 
 @dataclass
@@ -39,6 +42,12 @@ class Prepared:
     panel: Panel
     spec: AssessmentSpec
     thresholds: Thresholds
+    ask: AskMode = AskMode.WHOLE
+
+    @property
+    def per_item(self) -> bool:
+        """One call per question along each judge's path: only a question-graph rubric has questions."""
+        return self.ask is AskMode.PER_ITEM and self.rubric.graph is not None
 
 
 _SCALARS = (str, int, float, bool)
@@ -105,7 +114,12 @@ def check_spec(spec: AssessmentSpec, max_chars: int) -> tuple[str, Conversation 
 
 
 def prepare(
-    spec: AssessmentSpec, rubrics: RubricRegistry, judges: JudgeRegistry, policy: CallPolicy, max_chars: int
+    spec: AssessmentSpec,
+    rubrics: RubricRegistry,
+    judges: JudgeRegistry,
+    policy: CallPolicy,
+    max_chars: int,
+    ask: AskMode = AskMode.WHOLE,
 ) -> Prepared:
     """Check a spec before any judge is asked; a mistake is a `UsageError` (or `TypeError`) naming it."""
     output, conversation = check_spec(spec, max_chars)
@@ -128,4 +142,4 @@ def prepare(
         )
     criteria = [c for c in rubric.criteria if rubric.applies(c, context)]
     request = JudgeRequest(rubric, criteria, output, spec.input, context, conversation=conversation)
-    return Prepared(rubric, request, Panel(panel, policy), spec, thresholds)
+    return Prepared(rubric, request, Panel(panel, policy), spec, thresholds, spec.ask or ask)

@@ -31,6 +31,7 @@ __all__ = [
     "parse_verdict",
     "response_format",
     "verdict_problem",
+    "walked_verdict",
 ]
 
 PROMPT_VERSION = "2"
@@ -98,9 +99,10 @@ class Repair:
 
 class JudgeRequest:
     """Everything a judge needs to rate one output; criteria are those that apply in this context. With a
-    `conversation`, `output` is its transcript (what the record and the reports show) and `input` is None."""
+    `conversation`, `output` is its transcript (what the record and the reports show) and `input` is None.
+    With an `item`, only that question of the rubric's graph is asked (`ask: per_item`)."""
 
-    __slots__ = ("check", "context", "conversation", "criteria", "input", "output", "repair", "rubric")
+    __slots__ = ("check", "context", "conversation", "criteria", "input", "item", "output", "repair", "rubric")
 
     def __init__(
         self,
@@ -111,8 +113,10 @@ class JudgeRequest:
         context: Mapping[str, str],
         repair: Repair | None = None,
         conversation: Conversation | None = None,
+        item: str | None = None,
     ) -> None:
         self.rubric = rubric
+        self.item = item
         self.conversation = conversation
         self.criteria = tuple(criteria)
         self.output = output
@@ -123,7 +127,9 @@ class JudgeRequest:
 
     def repaired(self, answer: str, problem: str) -> JudgeRequest:
         repair, conversation = Repair(answer, problem), self.conversation
-        return JudgeRequest(self.rubric, self.criteria, self.output, self.input, self.context, repair, conversation)
+        return JudgeRequest(
+            self.rubric, self.criteria, self.output, self.input, self.context, repair, conversation, self.item
+        )
 
 
 def _known_answer(request: JudgeRequest) -> str:
@@ -164,10 +170,17 @@ def _asked(graph: QuestionGraph) -> list[Item]:
     return [item for _, item in graph.items() if not item.auto]
 
 
-def _render_graph(graph: QuestionGraph) -> list[str]:
+def _questions(request: JudgeRequest, graph: QuestionGraph) -> list[Item]:
+    """The items this request asks: the one of a per-item request, else every one a judge answers."""
+    return _asked(graph) if request.item is None else [graph.item(request.item)]
+
+
+def _render_graph(graph: QuestionGraph, questions: list[Item]) -> list[str]:
     parts = ["## Questions, by dimension"]
-    asked = {item.id for item in _asked(graph)}
+    asked = {item.id for item in questions}
     for dimension in graph.dimensions:
+        if not any(i.id in asked for i in dimension.items):
+            continue
         lines = [f"### Dimension `{dimension.id}`" + (f" ({dimension.name})" if dimension.name else "")]
         for item in (i for i in dimension.items if i.id in asked):
             options = " | ".join(f'"{o.label}"' for o in item.options)
@@ -182,7 +195,7 @@ def _answer_format(request: JudgeRequest) -> tuple[str, str]:
     """What the judge is asked to return, in full and in the repair re-ask."""
     graph = request.rubric.graph
     if graph is not None:
-        ids = ", ".join(f"`{item.id}`" for item in _asked(graph))
+        ids = ", ".join(f"`{item.id}`" for item in _questions(request, graph))
         full = (
             f"Answer every question: {ids}. Answer with one JSON object with one key per question id, each value "
             'an object {"answer": "<one of the answers listed for it>", "evidence": "<a short verbatim quote '
@@ -206,7 +219,7 @@ def build_messages(request: JudgeRequest, nonce: str | None = None) -> list[dict
     if rubric.description:
         parts.append(rubric.description.strip())
     if rubric.graph is not None:
-        parts.extend(_render_graph(rubric.graph))
+        parts.extend(_render_graph(rubric.graph, _questions(request, rubric.graph)))
     else:
         parts.append("## Criteria and their levels (best first)")
         parts.extend(_render_criterion(rubric, c) for c in request.criteria)
@@ -256,7 +269,7 @@ def response_format(request: JudgeRequest) -> dict[str, Any]:
         return _schema(
             {
                 item.id: _entry({"answer": {"type": "string", "enum": [o.label for o in item.options]}})
-                for item in _asked(request.rubric.graph)
+                for item in _questions(request, request.rubric.graph)
             }
         )
     properties = {
@@ -310,6 +323,11 @@ def _json_object(content: str) -> dict[str, Any]:
 def verdict_problem(verdict: JudgeVerdict, request: JudgeRequest) -> str | None:
     """What keeps a verdict, from any judge or from the cache, from answering this request: a criterion asked
     and not rated, or a level the criterion does not have. None when it is complete."""
+    if request.item is not None and request.rubric.graph is not None:
+        item = request.rubric.graph.item(request.item)
+        given = verdict.criteria.get(item.id)
+        answer = None if given is None else given.level
+        return None if answer in _labels(item) else _unanswered(item, answer)
     problems = _answer_problems(verdict, request.rubric.graph) if request.rubric.graph is not None else []
     for criterion in request.criteria:
         rated = verdict.criteria.get(criterion.id)
@@ -363,6 +381,8 @@ def _parse(content: str | None, request: JudgeRequest) -> JudgeVerdict:
     if data.get(CHECK_FIELD) != request.check:
         # a hijacked judge tends to drop the check; a wrong one is a judge answering another request
         raise InvalidVerdict(f"the verdict does not echo the check code {CHECK_FIELD!r} given in the system message")
+    if request.rubric.graph is not None and request.item is not None:
+        return _answered(data, request.rubric.graph.item(request.item))
     if request.rubric.graph is not None:
         return _walked(data, request.rubric.graph, request)
     if "criteria" in data and isinstance(data["criteria"], dict) and not any(c.id in data for c in request.criteria):
@@ -413,6 +433,14 @@ def _walked(data: Mapping[str, Any], graph: QuestionGraph, request: JudgeRequest
         evidence[item.id] = str(entry.get("evidence") or "")
     if problems:
         raise InvalidVerdict("; ".join(problems))
+    return walked_verdict(graph, request, answers, evidence)
+
+
+def walked_verdict(
+    graph: QuestionGraph, request: JudgeRequest, answers: Mapping[str, str], evidence: Mapping[str, str]
+) -> JudgeVerdict:
+    """A judge's verdict from its answers (item id -> option label): each dimension's level from the walk, naming
+    the item that drove it. Both ask modes end here, so equal answers give equal verdicts."""
     outcomes = {d.dimension: d for d in walk(graph, answers).dimensions}
     verdicts = {}
     for criterion in request.criteria:
@@ -427,6 +455,28 @@ def _walked(data: Mapping[str, Any], graph: QuestionGraph, request: JudgeRequest
         )
     kept = {i: ItemAnswer(answer=answers[i], evidence=evidence[i]) for i in answers}
     return JudgeVerdict(criteria=verdicts, answers=kept)
+
+
+def _labels(item: Item) -> list[str]:
+    return [o.label for o in item.options]
+
+
+def _unanswered(item: Item, given: object) -> str:
+    return f"question {item.id!r} has answer {given!r}; expected one of {_labels(item)}"
+
+
+def _answered(data: Mapping[str, Any], item: Item) -> JudgeVerdict:
+    """A per-item request's one answer, kept as that question's "level" (the option's label, as listed). A
+    missing or unknown answer is invalid, never the first option."""
+    entry = data.get(item.id)
+    entry = {"answer": entry} if isinstance(entry, str) else entry
+    answer = entry.get("answer") if isinstance(entry, dict) else None
+    option = item.option(answer)
+    if option is None or not isinstance(entry, dict):
+        raise InvalidVerdict(_unanswered(item, answer))
+    return JudgeVerdict(
+        criteria={item.id: CriterionVerdict(level=option.label, evidence=str(entry.get("evidence") or ""))}
+    )
 
 
 def _explain(graph: QuestionGraph, outcome: DimensionWalk) -> str:

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from pytest_laj.core.modes import AskMode
 from pytest_laj.core.rubric import Rubric
 from pytest_laj.engine.spec import AssessmentSpec
 from pytest_laj.errors import UsageError
@@ -20,6 +21,7 @@ MARKER_KEYS: dict[str, tuple[type, ...]] = {
     "context": (Mapping,),
     "judges": (list, tuple),
     "thresholds": (Mapping,),
+    "ask": (str,),
 }
 
 
@@ -41,10 +43,15 @@ def marker_settings(item: pytest.Item) -> dict[str, Any]:
                     f"{item.nodeid}: @pytest.mark.laj({key}=...) got {type(value).__name__}; "
                     f"expected {' or '.join(k.__name__ for k in expected)}"
                 )
+            if key == "ask" and value not in {m.value for m in AskMode}:
+                raise UsageError(
+                    f"{item.nodeid}: @pytest.mark.laj(ask={value!r}) is not a mode; "
+                    f"expected one of: {', '.join(m.value for m in AskMode)}"
+                )
             if key in ("context", "thresholds"):
                 merged[key] = {**merged[key], **cast(Mapping[str, Any], value)}
             else:
-                merged[key] = value
+                merged[key] = AskMode(value) if key == "ask" else value
     return merged
 
 
@@ -65,4 +72,5 @@ def assessment_spec(
         context={**defaults["context"], **(context or {})},
         judges=defaults.get("judges"),
         thresholds=defaults["thresholds"],
+        ask=defaults.get("ask"),
     )

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 from pytest_laj.core.modes import (
+    ASK_MODE_HELP,
     CACHE_MODE_HELP,
     GATE_MODE_HELP,
     GITHUB_MODE_HELP,
     PREFETCH_MODE_HELP,
     REVIEW_MODE_HELP,
+    AskMode,
     CacheMode,
     GateMode,
     GithubMode,
@@ -81,6 +83,13 @@ def add_options(parser: pytest.Parser) -> None:
         choices=[m.value for m in ReviewMode],
         default=None,
         help=_mode_help("What a REVIEW outcome does (env LAJ_REVIEW, ini laj_review):", REVIEW_MODE_HELP),
+    )
+    group.addoption(
+        "--laj-ask",
+        dest="laj_ask",
+        choices=[m.value for m in AskMode],
+        default=None,
+        help=_mode_help("How a question-graph rubric is asked (env LAJ_ASK, ini laj_ask):", ASK_MODE_HELP),
     )
     group.addoption(
         "--laj-prefetch",
@@ -146,6 +155,7 @@ def add_options(parser: pytest.Parser) -> None:
         "laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).", "linelist"
     )
     parser.addini("laj_review", "What a REVIEW does: " + ", ".join(m.value for m in ReviewMode), "string")
+    parser.addini("laj_ask", "How a question-graph rubric is asked: " + ", ".join(m.value for m in AskMode), "string")
     parser.addini("laj_prefetch", "Suite-level judging: " + ", ".join(m.value for m in PrefetchMode), "string")
     parser.addini("laj_concurrency", "Judge calls in flight at once (default 16).", "string")
     parser.addini("laj_timeout", "Timeout in seconds of one judge call (default 60).", "string")
@@ -253,6 +263,7 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
         rubric_dirs=_rubric_dirs(config, root),
         review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
+        ask=_enum(AskMode, _pick(config, "laj_ask", "LAJ_ASK", environ) or "whole", "laj_ask"),
         prefetch=_enum(PrefetchMode, _pick(config, "laj_prefetch", "LAJ_PREFETCH", environ) or "auto", "laj_prefetch"),
         concurrency=_number(int, config, "laj_concurrency", environ, 16, minimum=1),
         timeout=_number(float, config, "laj_timeout", environ, 60.0, minimum=0.001),

@@ -284,18 +284,24 @@ class _FaultBudget:
 
 
 class _RequestStats:
-    """Chat completions requests received, by the judge name their model resolved to, and when each arrived (the
-    server's monotonic clock), so a test can check a client's request rate from the server's side."""
+    """Chat completions requests received, by the judge name their model resolved to, when each arrived (the
+    server's monotonic clock, so a test can check a client's request rate from the server's side), and the
+    tokens the answers reported as used (what a provider would bill)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_judge: Counter[str] = Counter()
         self._times: dict[str, list[float]] = {}
+        self._usage: Counter[str] = Counter()
 
     def count(self, judge_name: str) -> None:
         with self._lock:
             self._by_judge[judge_name] += 1
             self._times.setdefault(judge_name, []).append(time.monotonic())
+
+    def bill(self, usage: Mapping[str, int]) -> None:
+        with self._lock:
+            self._usage.update(usage)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -305,10 +311,15 @@ class _RequestStats:
         with self._lock:
             return {name: list(times) for name, times in self._times.items()}
 
+    def usage(self) -> dict[str, int]:
+        with self._lock:
+            return {name: self._usage[name] for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
     def reset(self) -> None:
         with self._lock:
             self._by_judge.clear()
             self._times.clear()
+            self._usage.clear()
 
 
 class _SimulatorState:
@@ -508,7 +519,9 @@ class _ChatCompletionsHandler(BaseHTTPRequestHandler):
             # a judge that obeys the reply drops the check, as hijacked judges tend to
             echo = {} if script.obeys(request.case) else request.echo
             content = verdict_content(script.rate(request.case, request.criteria, request.items), verdict_fault, echo)
-        self._send_json(200, _chat_completion(request, content))
+        completion = _chat_completion(request, content)
+        state.stats.bill(completion["usage"])
+        self._send_json(200, completion)
 
     def _send_fault_status(self, fault: Fault, status: int) -> None:
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
@@ -635,8 +648,13 @@ class Simulator:
         """When each judge's requests arrived, in seconds on the server's monotonic clock (only gaps mean anything)."""
         return self._state.stats.times()
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens the answers so far reported as used: prompt_tokens, completion_tokens, total_tokens."""
+        return self._state.stats.usage()
+
     def reset_counters(self) -> None:
-        """Zero the request counts (as POST /v1/stats/reset does)."""
+        """Zero the request counts and the usage (as POST /v1/stats/reset does, for both)."""
         self._state.stats.reset()
 
     def reset_faults(self) -> None:

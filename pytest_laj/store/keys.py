@@ -43,9 +43,11 @@ def verdict_key(
     input: str | None,
     context: Mapping[str, str],
     conversation: Turns = None,
+    item: str | None = None,
 ) -> str:
     """One judge's verdict: everything that changes it, and nothing that does not. A conversation's `output` is
-    its transcript, and its turns are in the key too (a transcript can be ambiguous)."""
+    its transcript, and its turns are in the key too (a transcript can be ambiguous). A per-item answer (`ask:
+    per_item`) is keyed by its item and the ask mode as well, so it is never read as a whole verdict."""
     material = {
         "format": CACHE_FORMAT,
         "prompt": PROMPT_VERSION,
@@ -56,6 +58,8 @@ def verdict_key(
         "input": input,
         "context": dict(context),
     }
+    if item is not None:
+        material |= {"ask": "per_item", "item": item}
     return _digest(_with_turns(material, conversation))
 
 
