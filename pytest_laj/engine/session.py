@@ -27,8 +27,7 @@ from pytest_laj.errors import UsageError
 from pytest_laj.judges.budget import Budget
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
 from pytest_laj.judges.registry import JudgeRegistry, MakeJudge
-from pytest_laj.store.backend import open_backend
-from pytest_laj.store.cache import Store
+from pytest_laj.store.cache import Store, open_backend
 from pytest_laj.store.keys import assessment_identity, label_key
 from pytest_laj.store.labels import LabelStore
 

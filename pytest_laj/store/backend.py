@@ -1,6 +1,6 @@
 """What every verdict store is: entries (verdicts, produced outputs, memos) in one format, claims on a missing
 verdict, and where it lives. The embedded diskcache directory (`store.cache`) and a Redis server
-(`store.redis_store`) are the two backends; `open_backend` picks one from the configuration.
+(`store.redis_store`) are the two backends; `store.cache.open_backend` picks one from the configuration.
 
 Entries carry their format and prompt version; an entry from another version is stale, not an error. Only
 validated verdicts are written.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -23,7 +22,10 @@ from pytest_laj.store.keys import CACHE_FORMAT
 if TYPE_CHECKING:
     from pytest_laj.judges.budget import Counter
 
-__all__ = ["Backend", "CacheError", "open_backend"]
+__all__ = ["HEARTBEAT_SECONDS", "STALE_BEATS", "Backend", "CacheError"]
+
+HEARTBEAT_SECONDS = 2.0  # how often a claim's holder says it is still at work
+STALE_BEATS = 3  # heartbeats a claim may miss before it counts as abandoned
 
 
 class CacheError(UsageError):
@@ -99,14 +101,3 @@ class Backend(abc.ABC):
     def set_memo(self, key: str, value: Any) -> None:
         with contextlib.suppress(CacheError):
             self._write(key, {"format": CACHE_FORMAT, "value": value})
-
-
-def open_backend(directory: Path, url: str | None, read_only: bool) -> Backend:
-    """The Redis store at `url` when one is configured (its client imported only then), else the directory."""
-    if url:
-        from pytest_laj.store.redis_store import RedisStore
-
-        return RedisStore(url, read_only=read_only)
-    from pytest_laj.store.cache import VerdictCache
-
-    return VerdictCache(directory, read_only=read_only)

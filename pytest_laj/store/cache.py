@@ -25,10 +25,10 @@ from typing import Any
 
 from pytest_laj.core.models import JudgeVerdict
 from pytest_laj.core.modes import CacheMode
-from pytest_laj.store.backend import Backend, CacheError
+from pytest_laj.store.backend import HEARTBEAT_SECONDS, STALE_BEATS, Backend, CacheError
 from pytest_laj.store.keys import claim_key
 
-__all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store", "VerdictCache"]
+__all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store", "VerdictCache", "open_backend"]
 
 
 _PROBE = "pytest-laj:probe"
@@ -45,9 +45,6 @@ def _alive(pid: object) -> bool:
         return True
     return True
 
-
-HEARTBEAT_SECONDS = 2.0  # how often a claim's holder says it is still at work
-STALE_BEATS = 3  # heartbeats a claim from another host may miss before it counts as abandoned
 
 _REMEDY = "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
 
@@ -296,3 +293,12 @@ class Store:
     def set(self, key: str, value: Any) -> None:
         if self.writes:
             self.cache.set_memo(key, value)
+
+
+def open_backend(directory: Path, url: str | None, read_only: bool) -> Backend:
+    """The Redis store at `url` when one is configured (its client imported only then), else the directory."""
+    if url:
+        from pytest_laj.store.redis_store import RedisStore
+
+        return RedisStore(url, read_only=read_only)
+    return VerdictCache(directory, read_only=read_only)

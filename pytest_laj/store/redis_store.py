@@ -21,8 +21,7 @@ from typing import Any
 
 from pytest_laj.core.redact import redact, remember_secrets, url_credentials
 from pytest_laj.judges.budget import BudgetExhausted
-from pytest_laj.store.backend import Backend, CacheError
-from pytest_laj.store.cache import HEARTBEAT_SECONDS, STALE_BEATS
+from pytest_laj.store.backend import HEARTBEAT_SECONDS, STALE_BEATS, Backend, CacheError
 from pytest_laj.store.keys import claim_key
 
 __all__ = ["PREFIX", "RedisStore"]
