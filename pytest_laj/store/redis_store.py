@@ -120,7 +120,8 @@ class RedisStore(Backend):
     @contextlib.asynccontextmanager
     async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
         """`SET NX` with an expiry of `STALE_BEATS` heartbeats, refreshed every heartbeat while the holder is
-        at work (another host's clock is never read). With the server gone, there is no claim to wait on."""
+        at work (another host's clock is never read), so `hold` is not needed: a claim lasts while its holder
+        lives. With the server gone, there is no claim to wait on."""
         import redis
 
         lock = self._open().lock(
