@@ -9,7 +9,9 @@ time limit, and prints a Markdown table headed with the date and the machine:
 3. warm: (1) again on its full cache, against the same tests with the judge work removed (`-p no:laj`);
 4. startup: `pytest --collect-only -q` on an empty directory with the plugin and with `-p no:laj`;
 5. peak RSS of the cold run;
-6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once).
+6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once);
+R. the verdict store in a local redis-server (`laj_cache_url`), cold and warm, against the diskcache warm rerun
+   (`--only redis` runs this part alone).
 
 bench/README.md says what each row means.
 """
@@ -26,6 +28,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -286,6 +289,7 @@ class Benchmark:
         else:
             self.deepeval()
         self.cpu_per_call()
+        self.redis_store()
 
     # 0: is the option of scenario 2 there yet?
     def prefetch_option_present(self) -> bool:
@@ -448,6 +452,46 @@ class Benchmark:
         self.targets.append(
             f"warm within 1.3x of judge-free with 0 requests: {verdict} ({seconds(warm_s)} vs {seconds(free_s)}, "
             f"{times(ratio)}, {max(made)} requests)"
+        )
+
+    # R
+    def redis_store(self) -> None:
+        """The suite cold and warm against a Redis server on this machine, beside the diskcache warm rerun."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            self.rows.append(Row("R", "Redis store", notes="skipped: redis-server is not installed"))
+            return
+        limit = self.p.quick_time_limit_s
+        if self.cold is None:
+            self.log("R. diskcache cold run, to have a full cache to compare with")
+            self.cold = self.laj_pytest("--laj-cache-dir", ".cache-cold", time_limit_s=self.p.judged_time_limit_s)
+        with redis_server(binary) as url:
+            self.log(f"R. Redis store: cold, then {self.p.repeat} warm reruns interleaved with diskcache warm reruns")
+            store = ("--laj-cache-url", url, "--laj-cache-dir", ".cache-redis")
+            cold = self.laj_pytest(*store, time_limit_s=self.p.judged_time_limit_s)
+            redis_runs: list[Run] = []
+            disk_runs: list[Run] = []
+            for _ in range(self.p.repeat):
+                redis_runs.append(self.laj_pytest(*store, time_limit_s=limit))
+                disk_runs.append(self.laj_pytest("--laj-cache-dir", ".cache-cold", time_limit_s=limit))
+        cold_row = Row("R1", "Redis store, cold", reference=f"diskcache cold {seconds(self.cold.wall_s)}")
+        cold_row.wall, cold_row.ratio = seconds(cold.wall_s), times(cold.wall_s / self.cold.wall_s)
+        cold_row.requests, cold_row.cpu, cold_row.notes = _requests(cold), seconds(cold.cpu_s), status_note(cold)
+        warm_s = statistics.median(run.wall_s for run in redis_runs)
+        disk_s = statistics.median(run.wall_s for run in disk_runs)
+        warm_row = Row(
+            "R2", f"Redis store, warm (median of {self.p.repeat})", reference=f"diskcache warm {seconds(disk_s)}"
+        )
+        warm_row.wall, warm_row.ratio = seconds(warm_s), times(warm_s / disk_s)
+        warm_row.requests = _requests(redis_runs[-1])
+        warm_row.cpu = seconds(statistics.median(run.cpu_s for run in redis_runs))
+        warm_row.notes = status_note(redis_runs[-1])
+        self.rows += [cold_row, warm_row]
+        made = max(calls[0] if (calls := run.judge_calls()) else -1 for run in redis_runs)
+        verdict = "met" if warm_s / disk_s <= 1.5 and made == 0 else "NOT met"
+        self.targets.append(
+            f"Redis warm within 1.5x of diskcache warm with 0 requests: {verdict} ({seconds(warm_s)} vs "
+            f"{seconds(disk_s)}, {times(warm_s / disk_s)}, {made} requests)"
         )
 
     # 4
@@ -680,6 +724,32 @@ class StandaloneSimulator:
 # --- the command -----------------------------------------------------------------------------------------
 
 
+def _requests(run: Run) -> str:
+    calls = run.judge_calls()
+    return f"{calls[0]} made, {calls[1]} cached" if calls else problem(run) or "no summary line"
+
+
+@contextlib.contextmanager
+def redis_server(binary: str) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, saving nothing; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="laj-bench-redis-") as directory:
+        options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
+        server = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                time.sleep(0.1)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.kill()
+            server.wait()
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -705,6 +775,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-deepeval", action="store_true", help="do not install or run DeepEval")
     parser.add_argument("--markdown", type=Path, help="also write the header and table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the generated suites and print where they are")
+    parser.add_argument("--only", choices=["redis"], help="run one part alone: 'redis', the Redis store's rows")
     return parser.parse_args(argv)
 
 
@@ -753,7 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=parameters.concurrency,
         )
         benchmark = Benchmark(parameters, paths, arguments.skip_deepeval)
-        benchmark.run_all()
+        if arguments.only == "redis":
+            benchmark.redis_store()
+        else:
+            benchmark.run_all()
     finally:
         if arguments.keep:
             print(f"[bench] suites kept in {root}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The `laj` command: what you do with a run's report after the run, without pytest.
 
-`laj schema` prints the JSON Schema of the report; `laj report` renders a report as the HTML dashboard; `laj review`
+`laj schema` prints the JSON Schema of the report; `laj report` renders a report as the HTML dashboard, and
+`laj report merge` joins the reports of a suite's shards (CI machines) into one report; `laj review`
 serves the run's review queue to a person, `laj label` records one decision from a script, `laj labels` checks the
 labels file against the last run, and `laj calibrate` measures the judges against people's labels. Each subcommand
 is a function taking the parsed arguments and returning the exit status; a `UsageError` (a file that is not a
@@ -35,7 +36,11 @@ def _report(args: argparse.Namespace) -> int:
     from pytest_laj.render.html import render_html
     from pytest_laj.results.report import read_report, write_text
 
-    source: Path = args.report
+    if args.report[0] == Path("merge"):
+        return _merge(args.report[1:], args.output)
+    if len(args.report) > 1:
+        raise UsageError("give one report to render, or: laj report merge A.json B.json... -o ALL.json")
+    source: Path = args.report[0]
     target: Path = args.output or source.with_suffix(".html")
     page = render_html(read_report(source))
     try:
@@ -46,17 +51,44 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(sources: list[Path], target: Path | None) -> int:
+    """The shards' reports as one, written whole or not at all."""
+    from pytest_laj.results.report import merge_reports, write_report
+
+    if target is None:
+        raise UsageError("laj report merge A.json B.json... -o ALL.json: say where to write the merged report")
+    merged = merge_reports(sources)
+    try:
+        write_report(merged, target)
+    except OSError as error:
+        raise UsageError(f"{target}: cannot write the merged report ({error.strerror or error})") from None
+    print(f"wrote {target}: {len(merged.records)} assessments from {len(sources)} reports")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="laj", description="Work with pytest-laj run reports.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     schema = commands.add_parser("schema", help="print the JSON Schema of the run report")
     schema.set_defaults(run=_schema)
     report = commands.add_parser(
-        "report", help="render a JSON run report (e.g. <cache dir>/last-run.json) as a self-contained HTML dashboard"
+        "report",
+        help="render a JSON run report (e.g. <cache dir>/last-run.json) as a self-contained HTML dashboard; "
+        "'laj report merge A.json B.json -o ALL.json' merges shards' reports into one",
     )
-    report.add_argument("report", type=Path, metavar="REPORT.json", help="a report written by --laj-report")
     report.add_argument(
-        "-o", "--output", type=Path, metavar="PATH", help="where to write the dashboard (default: REPORT with .html)"
+        "report",
+        type=Path,
+        nargs="+",
+        metavar="REPORT.json | merge A.json B.json...",
+        help="a report written by --laj-report; or 'merge' and the shards' reports",
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="where to write the dashboard (default: REPORT with .html), or the merged report (required)",
     )
     report.set_defaults(run=_report)
     _review_parsers(commands)

@@ -29,7 +29,7 @@ from pytest_laj.judges.budget import Budget
 from pytest_laj.judges.limits import RateLimits
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
 from pytest_laj.judges.registry import JudgeRegistry, MakeJudge
-from pytest_laj.store.cache import Store, VerdictCache
+from pytest_laj.store.cache import Store, open_backend
 from pytest_laj.store.keys import assessment_identity, label_key
 from pytest_laj.store.labels import LabelStore
 
@@ -41,11 +41,12 @@ class Engine:
         self.settings = settings
         self.rubrics = RubricRegistry(settings.rubric_dirs, settings.base_dir)
         self.labels: LabelStore | None = None  # set by load_labels()
-        self.cache = VerdictCache(settings.cache_dir, read_only=not settings.cache_mode.writes)
+        self.cache = open_backend(settings.cache_dir, settings.cache_url, read_only=not settings.cache_mode.writes)
         self.store = Store(self.cache, settings.cache_mode)
         self.loop = EventLoopThread()
         self.judges = JudgeRegistry(settings.judges, make_judge, settings.timeout, settings.simulate)
-        self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id)
+        shared = self.cache.counter(settings.run_id) if settings.run_id else None
+        self.budget = Budget(settings.max_calls, settings.max_cost, settings.run_id, shared)
         retry = RetryPolicy(retries=settings.retries)
         self.policy = CallPolicy(
             limiter=asyncio.Semaphore(settings.concurrency),
@@ -54,7 +55,7 @@ class Engine:
             budget=self.budget,
             limits=RateLimits(settings.concurrency, retry.max_delay, settings.run_id),
         )
-        self.rater = Rater(self.store, across_processes=settings.run_id is not None)
+        self.rater = Rater(self.store, across_processes=settings.run_id is not None or self.cache.shared)
         self.per_item = PerItem(self.rater)
         self.prefetcher = Prefetcher()
         self.producing = Producing(find_producer, self.store)

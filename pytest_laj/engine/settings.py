@@ -22,6 +22,7 @@ class Settings:
     simulate: Path | None = None
     cache_mode: CacheMode = CacheMode.RW
     cache_dir: Path = field(default_factory=lambda: Path(".laj_cache"))
+    cache_url: str | None = None  # a Redis store (redis://...) instead of the directory; the last run stays there
     rubric_dirs: list[Path] = field(default_factory=lambda: [Path("rubrics")])
     review: ReviewMode = ReviewMode.FAIL
     ask: AskMode = AskMode.WHOLE

@@ -9,15 +9,24 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Budget", "BudgetExhausted"]
+__all__ = ["Budget", "BudgetExhausted", "Counter"]
 
 _MICRO = 1_000_000
 
 
 class BudgetExhausted(RuntimeError):
     """No judge call was made because a budget is spent."""
+
+
+class Counter(Protocol):
+    """Named whole-number counters; `add` is atomic and returns the new value. A counter that cannot count
+    raises `BudgetExhausted`: a budget that cannot be kept is spent."""
+
+    def add(self, name: str, amount: int) -> int: ...
+
+    def value(self, name: str) -> int: ...
 
 
 class _LocalCounter:
@@ -51,12 +60,18 @@ class _SharedCounter:
 
 
 class Budget:
-    def __init__(self, max_calls: int | None, max_cost: float | None, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        max_calls: int | None,
+        max_cost: float | None,
+        run_id: str | None = None,
+        shared: Counter | None = None,
+    ) -> None:
+        """`shared`: the run's counters in its verdict store (Redis), instead of a temporary diskcache."""
         self.max_calls = max_calls
         self.max_cost = max_cost
-        self._counter: _LocalCounter | _SharedCounter = (
-            _SharedCounter(run_id) if run_id and (max_calls is not None or max_cost is not None) else _LocalCounter()
-        )
+        limited = max_calls is not None or max_cost is not None
+        self._counter: Counter = (shared or _SharedCounter(run_id)) if run_id and limited else _LocalCounter()
 
     def reserve_call(self) -> None:
         """Take one call from the budget, or raise without making it."""

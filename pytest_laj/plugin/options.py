@@ -78,6 +78,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--laj-cache-dir", dest="laj_cache_dir", metavar="DIR", default=None, help="Cache directory.")
     group.addoption(
+        "--laj-cache-url",
+        dest="laj_cache_url",
+        metavar="URL",
+        default=None,
+        help="Keep verdicts in this Redis server (redis://[:password@]host:6379/0), shared by CI machines, "
+        "instead of the cache directory, which keeps the last run's report (env LAJ_CACHE_URL, ini laj_cache_url).",
+    )
+    group.addoption(
         "--laj-review",
         dest="laj_review",
         choices=[m.value for m in ReviewMode],
@@ -151,6 +159,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("laj_simulate", "Simulator rules file (relative to the ini file), or 'off'.", "string")
     parser.addini("laj_cache", "Verdict cache mode: " + ", ".join(m.value for m in CacheMode), "string")
     parser.addini("laj_cache_dir", "Verdict cache directory, relative to the rootdir.", "string")
+    parser.addini(
+        "laj_cache_url", "A Redis server for the verdicts (redis://host:6379/0) instead of the directory.", "string"
+    )
     parser.addini(
         "laj_rubric_dirs", "Directories searched for rubric YAML files (relative to the rootdir).", "linelist"
     )
@@ -261,6 +272,7 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
         simulate=simulate,
         cache_mode=_enum(CacheMode, _pick(config, "laj_cache", "LAJ_CACHE", environ) or "rw", "laj_cache"),
         cache_dir=root / (_pick(config, "laj_cache_dir", "LAJ_CACHE_DIR", environ) or ".laj_cache"),
+        cache_url=_cache_url(config, environ),
         rubric_dirs=_rubric_dirs(config, root),
         review=_enum(ReviewMode, _pick(config, "laj_review", "LAJ_REVIEW", environ) or "fail", "laj_review"),
         ask=_enum(AskMode, _pick(config, "laj_ask", "LAJ_ASK", environ) or "whole", "laj_ask"),
@@ -285,6 +297,19 @@ def settings_from_config(config: pytest.Config, environ: Mapping[str, str] = os.
     )
     _check_baseline_options(settings)
     return settings
+
+
+def _cache_url(config: pytest.Config, environ: Mapping[str, str]) -> str | None:
+    """The Redis store's URL, if one is configured; checked for its scheme here, reached at session start."""
+    from pytest_laj.core.redact import redact
+
+    url = _pick(config, "laj_cache_url", "LAJ_CACHE_URL", environ)
+    schemes = ("redis://", "rediss://", "unix://")
+    if url and not url.lower().startswith(schemes):
+        raise OptionError(
+            f"laj_cache_url: expected a Redis URL ({', '.join(s + '...' for s in schemes)}), got {redact(url)!r}"
+        )
+    return url or None
 
 
 WORKER_BASELINE = "laj_baseline"

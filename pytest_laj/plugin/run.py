@@ -30,6 +30,7 @@ ENGINE = pytest.StashKey["Engine"]()
 
 WORKER_CALLS = "laj_calls"
 WORKER_FATAL = "laj_fatal"
+WORKER_LOST = "laj_store_lost"
 
 
 class RunReporter:
@@ -43,6 +44,7 @@ class RunReporter:
         self.is_worker = hasattr(config, "workerinput")
         self.stopped_for: str | None = None
         self.worker_fatal: str | None = None  # xdist controller: what stopped a worker, for the exit status
+        self.worker_lost: str | None = None  # xdist controller: a shared store a worker went on without
         self.written: list[Path] = []  # reports the user asked for, as written
         self.unwritten: list[str] = []  # reports that could not be written, and why
 
@@ -89,6 +91,12 @@ class RunReporter:
         here = (engine.policy.refusal or engine.cache.broken) if engine is not None else None
         return here or self.worker_fatal
 
+    def _lost(self) -> str | None:
+        """A shared verdict store that went away mid-run (here, or in an xdist worker): the run went on
+        without it, judging instead of reading, and says so once."""
+        engine = self._engine()
+        return (engine.cache.lost if engine is not None else None) or self.worker_lost
+
     def _settle_prefetch(self, session: pytest.Session, exitstatus: int) -> None:
         """Judging up front that no test collected finishes before the counts are read, unless the run is
         stopping (early, or interrupted): then it is cancelled."""
@@ -121,6 +129,7 @@ class RunReporter:
         """xdist controller: a worker's call counts, and what stopped it, sent at its end."""
         output = getattr(node, "workeroutput", {})
         self.worker_fatal = self.worker_fatal or output.get(WORKER_FATAL)
+        self.worker_lost = self.worker_lost or output.get(WORKER_LOST)
         data = output.get(WORKER_CALLS)
         if data:
             from pytest_laj.results.record import CallStats
@@ -135,6 +144,8 @@ class RunReporter:
                 self.config.workeroutput[WORKER_CALLS] = calls.model_dump(mode="json")  # type: ignore[attr-defined]
             if (fatal := self._fatal()) is not None:
                 self.config.workeroutput[WORKER_FATAL] = fatal  # type: ignore[attr-defined]
+            if (lost := self._lost()) is not None:
+                self.config.workeroutput[WORKER_LOST] = lost  # type: ignore[attr-defined]
         else:
             if calls is not None:
                 self.collector.add_calls(calls)
@@ -221,6 +232,8 @@ class RunReporter:
         fatal = self._fatal()
         if fatal is not None and self.stopped_for != fatal:  # found after the last test: said nowhere yet
             terminalreporter.write_sep("!", f"pytest-laj: {fatal}", red=True)
+        if (lost := self._lost()) is not None:
+            terminalreporter.write_sep("!", f"pytest-laj: {lost}", yellow=True)
         stats, chars = terminalreporter.stats, terminalreporter.reportchars
         lines = outcome.short_summary_lines(stats.get("review", []), chars)
         lines += baseline.short_summary_lines(stats.get("known", []), chars)

@@ -1,7 +1,7 @@
-"""The verdict cache: one valid JudgeVerdict per (judge, rubric, criteria, input, context, output).
+"""The verdict cache: one valid JudgeVerdict per (judge, rubric, criteria, input, context, output), in an
+embedded diskcache directory (the default store; `store.backend` has what every store shares).
 
-Entries carry their format and prompt version; an entry from another version is stale, not an error. Only
-validated verdicts are written, and diskcache writes are atomic, so nothing half-written is ever read back.
+diskcache writes are atomic, so nothing half-written is ever read back.
 
 A cache that cannot be used (full, corrupt, read-only, not ours) is one `CacheError` naming the directory and
 the remedy, raised where it is found and remembered as `broken`, so the run can stop on it once. Replay opens
@@ -23,19 +23,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pytest_laj.core.models import JudgeVerdict
 from pytest_laj.core.modes import CacheMode
-from pytest_laj.errors import UsageError
-from pytest_laj.judges.protocol import PROMPT_VERSION
-from pytest_laj.store.keys import CACHE_FORMAT, claim_key
+from pytest_laj.store.backend import HEARTBEAT_SECONDS, STALE_BEATS, Backend, CacheError
+from pytest_laj.store.keys import claim_key
 
-__all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store", "VerdictCache"]
-
-
-class CacheError(UsageError):
-    """The cache directory cannot be used; the message names it."""
+__all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store", "VerdictCache", "open_backend"]
 
 
 _PROBE = "pytest-laj:probe"
@@ -52,9 +45,6 @@ def _alive(pid: object) -> bool:
         return True
     return True
 
-
-HEARTBEAT_SECONDS = 2.0  # how often a claim's holder says it is still at work
-STALE_BEATS = 3  # heartbeats a claim from another host may miss before it counts as abandoned
 
 _REMEDY = "Point laj_cache_dir elsewhere, delete the directory, or run with --laj-cache off."
 
@@ -128,7 +118,7 @@ def _ours(name: str) -> bool:
     return name == LAST_RUN or (name.startswith(f".{LAST_RUN}.") and name.endswith(".tmp"))
 
 
-class VerdictCache:
+class VerdictCache(Backend):
     """A diskcache directory, shared safely by xdist workers; read-only (replay) when nothing is to be written."""
 
     def __init__(
@@ -254,46 +244,6 @@ class VerdictCache:
         with self._usable():
             self._open().set(key, entry)
 
-    def get(self, key: str) -> JudgeVerdict | None:
-        entry = self._read(key)
-        if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("prompt") != PROMPT_VERSION:
-            return None
-        try:
-            return JudgeVerdict.model_validate(entry["verdict"])
-        except (KeyError, ValidationError):
-            return None
-
-    def set(self, key: str, verdict: JudgeVerdict, judge: str) -> None:
-        entry = {
-            "format": CACHE_FORMAT,
-            "prompt": PROMPT_VERSION,
-            "judge": judge,
-            "verdict": verdict.model_dump(mode="json"),
-        }
-        self._write(key, entry)
-
-    def get_output(self, key: str) -> str | None:
-        entry = self._read(key)
-        if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT and isinstance(entry.get("output"), str):
-            return str(entry["output"])
-        return None
-
-    def set_output(self, key: str, output: str) -> None:
-        self._write(key, {"format": CACHE_FORMAT, "output": output})
-
-    def get_memo(self, key: str) -> Any:
-        """A figure computed from verdicts, or None; a cache that fails here is reported once, by `broken`,
-        and never stops what only wanted a shortcut (the summary's alpha, an injection scan)."""
-        try:
-            entry = self._read(key)
-        except CacheError:
-            return None
-        return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
-
-    def set_memo(self, key: str, value: Any) -> None:
-        with contextlib.suppress(CacheError):
-            self._write(key, {"format": CACHE_FORMAT, "value": value})
-
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
@@ -306,7 +256,7 @@ class Store:
     Verdicts, produced outputs and memos (figures computed from them: injection scans, the suite's alpha) are
     read only in modes that read and written only in modes that write."""
 
-    def __init__(self, cache: VerdictCache, mode: CacheMode) -> None:
+    def __init__(self, cache: Backend, mode: CacheMode) -> None:
         self.cache = cache
         self.mode = mode
 
@@ -343,3 +293,12 @@ class Store:
     def set(self, key: str, value: Any) -> None:
         if self.writes:
             self.cache.set_memo(key, value)
+
+
+def open_backend(directory: Path, url: str | None, read_only: bool) -> Backend:
+    """The Redis store at `url` when one is configured (its client imported only then), else the directory."""
+    if url:
+        from pytest_laj.store.redis_store import RedisStore
+
+        return RedisStore(url, read_only=read_only)
+    return VerdictCache(directory, read_only=read_only)
