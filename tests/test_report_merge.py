@@ -56,10 +56,12 @@ def test_merged_shards_are_the_whole_run(
     assert health == [(h.judge, h.asked, h.answered, h.calls, h.missing) for h in full.judge_health]
     assert [j.name for j in merged.panel] == [j.name for j in full.panel]
 
-    page = tmp_path / "all.html"
-    assert main(["report", str(target), "-o", str(page)]) == 0  # renders like any report
+    page, summary = tmp_path / "all.html", tmp_path / "step-summary.md"
+    summary.write_text("## an earlier step\n")
+    assert main(["report", str(target), "-o", str(page), "--summary", str(summary)]) == 0  # like any report
     assert "Maybe do it." in page.read_text()
-    assert "**5 assessments**: 2 fail, 3 pass" in job_summary(merged, None, 60_000)  # the job summary too
+    assert summary.read_text() == "## an earlier step\n" + job_summary(merged, "all.html") + "\n"  # appended
+    assert "**5 assessments**: 2 fail, 3 pass" in summary.read_text()
 
 
 def test_overlapping_shards_are_an_error_naming_both_files(

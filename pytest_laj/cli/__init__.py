@@ -15,10 +15,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_laj.cli import calibrate
 from pytest_laj.errors import UsageError
+
+if TYPE_CHECKING:
+    from pytest_laj.results.record import RunRecord
 
 __all__ = ["main"]
 
@@ -42,13 +45,27 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError("give one report to render, or: laj report merge A.json B.json... -o ALL.json")
     source: Path = args.report[0]
     target: Path = args.output or source.with_suffix(".html")
-    page = render_html(read_report(source))
+    run = read_report(source)
     try:
-        write_text(target, page)
+        write_text(target, render_html(run))
     except OSError as error:
         raise UsageError(f"{target}: cannot write the dashboard ({error.strerror or error})") from None
     print(f"wrote {target}")
+    if args.summary is not None:
+        _append_summary(args.summary, run, target.name)
     return 0
+
+
+def _append_summary(path: Path, run: RunRecord, html: str) -> None:
+    """The job summary a pytest run writes in CI, from a report: for the job that merged its shards' reports."""
+    from pytest_laj.render.github import job_summary
+
+    try:
+        with path.open("a", encoding="utf-8") as summary:
+            summary.write(job_summary(run, html) + "\n")
+    except OSError as error:
+        raise UsageError(f"{path}: cannot append the job summary ({error.strerror or error})") from None
+    print(f"appended the job summary to {path}")
 
 
 def _merge(sources: list[Path], target: Path | None) -> int:
@@ -89,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="where to write the dashboard (default: REPORT with .html), or the merged report (required)",
+    )
+    report.add_argument(
+        "--summary",
+        type=Path,
+        metavar="PATH",
+        help='also append the run\'s Markdown job summary to PATH (in GitHub Actions: "$GITHUB_STEP_SUMMARY")',
     )
     report.set_defaults(run=_report)
     _review_parsers(commands)
