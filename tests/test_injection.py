@@ -211,7 +211,11 @@ def _example_outputs() -> list[tuple[str, str]]:
     outputs = []
     for path in sorted((EXAMPLE_SUITE / "cases").glob("*.yaml")):
         for case in yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]:
-            outputs.append((f"{path.stem}:{case['id']}", case["output"]))
+            if "conversation" in case:  # the system under test's turns are what the guard scans
+                said = [t["content"] for t in case["conversation"] if t["role"] == "assistant"]
+                outputs += [(f"{path.stem}:{case['id']}:{n}", text) for n, text in enumerate(said)]
+            else:
+                outputs.append((f"{path.stem}:{case['id']}", case["output"]))
     return outputs
 
 
@@ -221,7 +225,8 @@ def _example_rubric_ids() -> tuple[list[str], list[str]]:
     for path in sorted((EXAMPLE_SUITE / "rubrics").glob("*.yaml")):
         rubric = yaml.safe_load(path.read_text(encoding="utf-8"))
         levels += [level["id"] for level in rubric["levels"]]
-        criteria += [criterion["id"] for criterion in rubric["criteria"]]
+        criteria += [criterion["id"] for criterion in rubric.get("criteria", [])]
+        criteria += [dimension["id"] for dimension in rubric.get("dimensions", [])]  # a question graph's
     return levels, criteria
 
 
