@@ -9,7 +9,9 @@ time limit, and prints a Markdown table headed with the date and the machine:
 3. warm: (1) again on its full cache, against the same tests with the judge work removed (`-p no:laj`);
 4. startup: `pytest --collect-only -q` on an empty directory with the plugin and with `-p no:laj`;
 5. peak RSS of the cold run;
-6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once).
+6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once);
+7. xdist: cold and warm under `-n 2` beside serial cold and warm, side by side in one run (`--only xdist`
+   runs these rows alone).
 
 bench/README.md says what each row means.
 """
@@ -272,6 +274,43 @@ class Benchmark:
         command = pytest_command("-q", "-p", "no:cacheprovider", *arguments)
         return run_measured(command, cwd=self.paths.laj, env=child_environment(), time_limit_s=time_limit_s)
 
+    def run_xdist(self) -> None:
+        """Rows 7a-7d: serial and `-n 2`, cold then warm, each pair on its own cache."""
+        self.log(f"7. xdist: {self.p.cases} cases cold and warm, serial and -n 2")
+        serial_cold = self.xdist_row("7a", "cold, serial (reference for 7b)", ".cache-x1")
+        self.xdist_row("7b", "cold, `-n 2`", ".cache-x2", "-n", "2", against=serial_cold, target=0.75)
+        serial_warm = self.xdist_row("7c", "warm rerun of 7a, serial (reference for 7d)", ".cache-x1")
+        self.xdist_row("7d", "warm rerun of 7b, `-n 2`", ".cache-x2", "-n", "2", against=serial_warm)
+
+    def xdist_row(
+        self,
+        number: str,
+        scenario: str,
+        cache: str,
+        *arguments: str,
+        against: Run | None = None,
+        target: float | None = None,
+    ) -> Run | None:
+        run = self.laj_pytest("--laj-cache-dir", cache, *arguments, time_limit_s=self.p.judged_time_limit_s)
+        row = Row(number, scenario, cpu=seconds(run.cpu_s), rss=mib(run.max_rss_mib))
+        calls = run.judge_calls()
+        row.requests = f"{calls[0]} made, {calls[1]} cached" if calls else "no summary line"
+        self.rows.append(row)
+        if run.timed_out:
+            row.wall = problem(run)
+            return None
+        row.wall, row.notes = seconds(run.wall_s), status_note(run) + "; CPU: every process, xdist workers included"
+        if against is not None:
+            ratio = run.wall_s / against.wall_s
+            row.reference, row.ratio = f"serial {seconds(against.wall_s)}", times(ratio)
+            if target is not None:
+                verdict = "met" if ratio <= target else "NOT met"
+                self.targets.append(
+                    f"`-n 2` cold at most {target}x of serial cold: {verdict} ({seconds(run.wall_s)} vs "
+                    f"{seconds(against.wall_s)}, {times(ratio)})"
+                )
+        return run
+
     def run_all(self) -> None:
         prefetch = self.prefetch_option_present()
         self.cold_run(prefetch)
@@ -286,6 +325,7 @@ class Benchmark:
         else:
             self.deepeval()
         self.cpu_per_call()
+        self.run_xdist()
 
     # 0: is the option of scenario 2 there yet?
     def prefetch_option_present(self) -> bool:
@@ -705,6 +745,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-deepeval", action="store_true", help="do not install or run DeepEval")
     parser.add_argument("--markdown", type=Path, help="also write the header and table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the generated suites and print where they are")
+    parser.add_argument("--only", choices=["xdist"], help="run only these rows (xdist: serial and -n 2, cold and warm)")
     return parser.parse_args(argv)
 
 
@@ -753,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=parameters.concurrency,
         )
         benchmark = Benchmark(parameters, paths, arguments.skip_deepeval)
-        benchmark.run_all()
+        benchmark.run_xdist() if arguments.only == "xdist" else benchmark.run_all()
     finally:
         if arguments.keep:
             print(f"[bench] suites kept in {root}", file=sys.stderr)
