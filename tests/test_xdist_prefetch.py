@@ -84,14 +84,16 @@ SLOW_CASES = "cases:\n  - {id: bad, output: 'You should do it.'}\n" + "".join(
 
 def test_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> None:
     (project.pytester.path / "cases.yaml").write_text(SLOW_CASES)
-    slow = "    faults:\n      - {match: '^Slow', latency_ms: 4000, times: always}\n  beta:\n"
-    (project.pytester.path / "sim.yaml").write_text(RULES.replace("  beta:\n", slow, 1))
+    slow = "\n      - {match: '^Slow', latency_ms: 4000, times: always}"  # for every judge
+    rules = RULES.replace("  alpha:", "  alpha:\n    faults:" + slow).replace("  beta:", "  beta:\n    faults:" + slow)
+    gamma = '    faults:\n      - {match: "(?i)broken", verdict'
+    (project.pytester.path / "sim.yaml").write_text(rules.replace(gamma, gamma.replace(":\n", ":" + slow + "\n")))
     project.tests(CASES_SUITE)
     result, data = report(project, "-n", "2", "-x")
     result.stdout.fnmatch_lines(["*the run stopped early*still being judged were cancelled*"])
-    # The failing case's 3 calls, and at most 2 tests' own: no worker judged its whole share of the slow cases
-    # after the run stopped.
-    assert data["calls"]["calls"] <= 9
+    # Only the tests that ran were judged (3 calls each): no worker judged the rest of its share of the slow
+    # cases once the run stopped, though its test was still waiting on a slow verdict.
+    assert data["calls"]["calls"] <= 3 * len(data["records"]) < 3 * 7
 
 
 def test_without_a_shared_cache_workers_judge_as_their_tests_go(
@@ -117,3 +119,17 @@ def test_workers_produce_each_output_once(project: LajProject, assert_laj_outcom
     produced = Counter(case for line in (path / "produced.txt").read_text().splitlines() for case in line.split(","))
     assert produced - Counter({"": produced[""]}) == Counter({"greets": 1, "despairs": 1})
     assert data["calls"]["uncollected"] == []
+
+
+def test_each_worker_takes_a_stable_share_only_with_a_store_it_reads_and_writes() -> None:
+    from pytest_laj.core.modes import CacheMode, PrefetchMode
+    from pytest_laj.engine.settings import Settings
+    from pytest_laj.plugin.prefetch import Share, prefetch_share
+
+    rw = Settings()
+    assert prefetch_share(rw, None) == Share(0, 1)  # no xdist: every case
+    assert prefetch_share(rw, {"workerid": "gw1", "workercount": 2}) == Share(1, 2)
+    assert prefetch_share(rw, {"workerid": "gw2", "workercount": 2}) == Share(0, 2)  # a restarted worker
+    for mode in (CacheMode.OFF, CacheMode.REFRESH, CacheMode.REPLAY):
+        assert prefetch_share(Settings(cache_mode=mode), {"workerid": "gw0", "workercount": 2}) is None
+    assert prefetch_share(Settings(prefetch=PrefetchMode.OFF), None) is None

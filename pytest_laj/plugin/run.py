@@ -12,6 +12,8 @@ Registered as a plugin object at configure, after pytest-xdist's `DSession` and 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import sys
 from collections.abc import Generator
@@ -38,6 +40,7 @@ WORKER_CALLS = "laj_calls"
 WORKER_FATAL = "laj_fatal"
 WORKER_SHARED = "laj_shared"  # judged up front by a worker for tests that did not run on it
 STOPPED = "pytest-laj:stopped:{run}"  # a memo the controller leaves when the run stops early
+STOP_POLL_SECONDS = 0.2
 
 
 class RunReporter:
@@ -54,6 +57,7 @@ class RunReporter:
         self.written: list[Path] = []  # reports the user asked for, as written
         self.run_id: str | None = None  # xdist controller: the run's id, known when workers start
         self.stop_told = False
+        self.watching: concurrent.futures.Future[int] | None = None  # xdist worker: its watch for a stop
         self.shared: list[tuple[str, bool, str]] = []  # xdist controller: workers' (nodeid, finished, identity)
         self.unwritten: list[str] = []  # reports that could not be written, and why
 
@@ -94,8 +98,21 @@ class RunReporter:
         fatal = self._fatal()
         if fatal is not None and not self.session.shouldstop:  # every test after would fail the same way
             self.session.shouldstop, self.stopped_for = f"pytest-laj: {fatal}", fatal
-        if self.session.shouldfail or self.session.shouldstop or self._told_to_stop(engine):
+        if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
+
+    @pytest.hookimpl(trylast=True)  # after the judging up front has started
+    def pytest_collection_finish(self) -> None:
+        """xdist worker judging a share: watch for the controller's stop while tests run, since a test may wait
+        on a slow verdict for as long as the judging up front takes."""
+        engine = self._engine()
+        if engine is not None and engine.shares_prefetch:
+            self.watching = engine.loop.submit(self._watch_stop(engine))
+
+    async def _watch_stop(self, engine: Engine) -> int:
+        while not self._told_to_stop(engine):
+            await asyncio.sleep(STOP_POLL_SECONDS)
+        return engine.prefetcher.cancel_pending()
 
     def _told_to_stop(self, engine: Engine) -> bool:
         """xdist worker judging a share: whether the controller has stopped the run (-x or --maxfail reached by
@@ -137,7 +154,11 @@ class RunReporter:
         if session.shouldfail or session.shouldstop or exitstatus == pytest.ExitCode.INTERRUPTED:
             self.cancelled += engine.prefetcher.cancel_pending()
         else:  # a worker's share: other workers' tests may wait on it, so stop only when the run is stopping
-            self.cancelled += engine.prefetcher.settle(lambda: self._told_to_stop(engine))
+            self.cancelled += engine.prefetcher.settle(lambda: self.watching is not None and self.watching.done())
+        if self.watching is not None:
+            self.watching.cancel()
+            if self.watching.done() and not self.watching.cancelled():
+                self.cancelled += self.watching.result()
 
     def _calls(self) -> CallStats | None:
         engine = self._engine()
