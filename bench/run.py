@@ -10,6 +10,8 @@ time limit, and prints a Markdown table headed with the date and the machine:
 4. startup: `pytest --collect-only -q` on an empty directory with the plugin and with `-p no:laj`;
 5. peak RSS of the cold run;
 6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once);
+7. xdist: cold and warm under `-n 2` beside serial cold and warm, side by side in one run (`--only xdist`
+   runs these rows alone);
 R. the verdict store in a local redis-server (`laj_cache_url`), cold and warm, against the diskcache warm rerun
    (`--only redis` runs this part alone).
 
@@ -51,6 +53,7 @@ DEEPEVAL_INSTALL_TIMEOUT_S = 900.0
 STARTUP_TIMEOUT_S = 60.0
 SIMULATOR_START_TIMEOUT_S = 30.0
 
+PARTS = {"xdist": "run_xdist", "redis": "redis_store"}  # --only NAME: the Benchmark method that runs that part
 _JUDGE_CALLS = re.compile(r"judge calls: (\d+) made, (\d+) from cache")
 _PYTEST_TOTALS = re.compile(r"^=*\s*(\d+ [a-z]+.*?) in [\d.]+s")
 _UNRECOGNISED = re.compile(r"unrecognized arguments: .*--laj-prefetch")
@@ -275,6 +278,43 @@ class Benchmark:
         command = pytest_command("-q", "-p", "no:cacheprovider", *arguments)
         return run_measured(command, cwd=self.paths.laj, env=child_environment(), time_limit_s=time_limit_s)
 
+    def run_xdist(self) -> None:
+        """Rows 7a-7d: serial and `-n 2`, cold then warm, each pair on its own cache."""
+        self.log(f"7. xdist: {self.p.cases} cases cold and warm, serial and -n 2")
+        serial_cold = self.xdist_row("7a", "cold, serial (reference for 7b)", ".cache-x1")
+        self.xdist_row("7b", "cold, `-n 2`", ".cache-x2", "-n", "2", against=serial_cold, target=0.75)
+        serial_warm = self.xdist_row("7c", "warm rerun of 7a, serial (reference for 7d)", ".cache-x1")
+        self.xdist_row("7d", "warm rerun of 7b, `-n 2`", ".cache-x2", "-n", "2", against=serial_warm)
+
+    def xdist_row(
+        self,
+        number: str,
+        scenario: str,
+        cache: str,
+        *arguments: str,
+        against: Run | None = None,
+        target: float | None = None,
+    ) -> Run | None:
+        run = self.laj_pytest("--laj-cache-dir", cache, *arguments, time_limit_s=self.p.judged_time_limit_s)
+        row = Row(number, scenario, cpu=seconds(run.cpu_s), rss=mib(run.max_rss_mib))
+        calls = run.judge_calls()
+        row.requests = f"{calls[0]} made, {calls[1]} cached" if calls else "no summary line"
+        self.rows.append(row)
+        if run.timed_out:
+            row.wall = problem(run)
+            return None
+        row.wall, row.notes = seconds(run.wall_s), status_note(run) + "; CPU: every process, xdist workers included"
+        if against is not None:
+            ratio = run.wall_s / against.wall_s
+            row.reference, row.ratio = f"serial {seconds(against.wall_s)}", times(ratio)
+            if target is not None:
+                verdict = "met" if ratio <= target else "NOT met"
+                self.targets.append(
+                    f"`-n 2` cold at most {target}x of serial cold: {verdict} ({seconds(run.wall_s)} vs "
+                    f"{seconds(against.wall_s)}, {times(ratio)})"
+                )
+        return run
+
     def run_all(self) -> None:
         prefetch = self.prefetch_option_present()
         self.cold_run(prefetch)
@@ -289,6 +329,7 @@ class Benchmark:
         else:
             self.deepeval()
         self.cpu_per_call()
+        self.run_xdist()
         self.redis_store()
 
     # 0: is the option of scenario 2 there yet?
@@ -775,7 +816,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-deepeval", action="store_true", help="do not install or run DeepEval")
     parser.add_argument("--markdown", type=Path, help="also write the header and table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the generated suites and print where they are")
-    parser.add_argument("--only", choices=["redis"], help="run one part alone: 'redis', the Redis store's rows")
+    parser.add_argument(
+        "--only",
+        choices=sorted(PARTS),
+        help="run one part alone: 'xdist' (serial and -n 2, cold and warm), 'redis' (the Redis store's rows)",
+    )
     return parser.parse_args(argv)
 
 
@@ -824,10 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=parameters.concurrency,
         )
         benchmark = Benchmark(parameters, paths, arguments.skip_deepeval)
-        if arguments.only == "redis":
-            benchmark.redis_store()
-        else:
+        if arguments.only is None:
             benchmark.run_all()
+        else:
+            getattr(benchmark, PARTS[arguments.only])()
     finally:
         if arguments.keep:
             print(f"[bench] suites kept in {root}", file=sys.stderr)

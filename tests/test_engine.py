@@ -712,13 +712,18 @@ def test_each_judge_keeps_its_own_concurrency_bound(make_engine: MakeEngine, fak
 # -- prefetch ----------------------------------------------------------------------------------------------------
 
 
+def unclaimed(engine: Engine) -> list[tuple[str, bool]]:
+    """Each prefetch no test collected: its owner, and whether its judging finished."""
+    return [(u.owner, u.finished) for u in engine.prefetcher.uncollected()]
+
+
 def test_a_prefetched_assessment_is_collected_without_a_second_call(engine: Engine, fakes: FakeJudges) -> None:
     assert engine.prefetch("t.py::test_case[good]", spec(REPLY, input="I feel awful"))
 
     collected = engine.assess(spec(REPLY, input="I feel awful"))  # an equal spec, as the test's own call makes
 
     assert collected.outcome is Outcome.PASS and not collected.from_cache
-    assert engine.prefetcher.uncollected() == []
+    assert unclaimed(engine) == []
     assert fakes.calls() == 3 and engine.rater.counts.calls == 3
 
 
@@ -728,7 +733,7 @@ def test_aassess_collects_a_prefetched_assessment(engine: Engine, fakes: FakeJud
     collected = asyncio.run(engine.aassess(spec(REPLY)))
 
     assert collected.outcome is Outcome.PASS
-    assert engine.prefetcher.uncollected() == []
+    assert unclaimed(engine) == []
     assert fakes.calls() == 3
 
 
@@ -739,9 +744,9 @@ def test_a_prefetch_no_test_collected_is_reported_with_its_owner(engine: Engine,
     assert engine.prefetch("t.py::test_case[slow]", spec("slow reply"))
 
     assert engine.assess(spec("quick reply")).outcome is Outcome.PASS
-    assert engine.prefetcher.uncollected() == [("t.py::test_case[slow]", False)]  # still judging
+    assert unclaimed(engine) == [("t.py::test_case[slow]", False)]  # still judging
     gate.set()
-    eventually(lambda: engine.prefetcher.uncollected() == [("t.py::test_case[slow]", True)])
+    eventually(lambda: unclaimed(engine) == [("t.py::test_case[slow]", True)])
     assert (engine.rater.counts.calls, engine.rater.counts.cache_hits) == (6, 0)
 
 
@@ -752,7 +757,7 @@ def test_a_test_that_judges_something_else_leaves_its_prefetch_uncollected(engin
     edited = engine.assess(spec(REPLY + " (edited)"))
 
     assert edited.outcome is Outcome.PASS
-    eventually(lambda: engine.prefetcher.uncollected() == [(owner, True)])
+    eventually(lambda: unclaimed(engine) == [(owner, True)])
     assert engine.rater.counts.calls == 6
 
 
@@ -772,13 +777,13 @@ def test_cancel_pending_stops_a_prefetch_whose_judge_is_still_waiting(engine: En
 
     fakes.behaviours[ALPHA] = waits_forever
     assert engine.prefetch("t.py::test_done", solo("done reply"))
-    eventually(lambda: engine.prefetcher.uncollected() == [("t.py::test_done", True)])
+    eventually(lambda: unclaimed(engine) == [("t.py::test_done", True)])
     assert engine.prefetch("t.py::test_hangs", solo("hangs reply"))
     assert started.wait(10)
 
     assert engine.prefetcher.cancel_pending() == 1  # the finished one is left alone
     assert cancelled.wait(10)  # the judge's own call is cancelled, not left running
-    assert sorted(engine.prefetcher.uncollected()) == [("t.py::test_done", True), ("t.py::test_hangs", False)]
+    assert sorted(unclaimed(engine)) == [("t.py::test_done", True), ("t.py::test_hangs", False)]
     assert engine.prefetcher.cancel_pending() == 0
     assert (engine.rater.counts.calls, engine.rater.counts.cache_hits) == (1, 0)  # the cancelled call is not counted
     assert engine.assess(solo("another reply")).outcome is Outcome.PASS  # the engine still judges
@@ -791,7 +796,7 @@ def test_a_spec_that_cannot_be_prepared_is_left_to_its_test(engine: Engine, fake
     assert not engine.prefetch("t.py::test_none", spec(None))
     assert not engine.prefetch("t.py::test_context", spec(REPLY, context={"risk": "maybe"}))
     assert not engine.prefetch("t.py::test_quorum", spec(REPLY, thresholds={"quorum": 4}))
-    assert engine.prefetcher.uncollected() == []
+    assert unclaimed(engine) == []
     assert fakes.calls() == 0
     with pytest.raises(UsageError, match="unknown rubric 'no-such-rubric'"):
         engine.assess(unknown)
@@ -859,7 +864,7 @@ def test_prefetch_produced_produces_once_and_judges_once(make_engine: MakeEngine
 
     assert output == "Hi! How are you feeling today?"
     assert collected.outcome is Outcome.PASS
-    assert engine.prefetcher.uncollected() == []
+    assert unclaimed(engine) == []
     assert produced == ["greets"] and fakes.calls() == 3
 
 
@@ -875,7 +880,7 @@ def test_call_counts_add_up_across_assess_assess_many_and_prefetch(engine: Engin
     results += engine.assess_many([x, y])
     assert (counts.calls, counts.cache_hits) == (6, 6)
     assert engine.prefetch("t.py::test_y", y)  # judged before: finished from the cache at once
-    assert engine.prefetcher.uncollected() == [("t.py::test_y", True)]
+    assert unclaimed(engine) == [("t.py::test_y", True)]
     assert (counts.calls, counts.cache_hits) == (6, 9)
     results.append(engine.assess(y))
     assert engine.prefetch("t.py::test_z", z)
@@ -884,7 +889,7 @@ def test_call_counts_add_up_across_assess_assess_many_and_prefetch(engine: Engin
     assert (counts.calls, counts.cache_hits) == (9, 9)
     assert sum(a.calls_made for a in results) == 9 and sum(a.cache_hits for a in results) == 9
     assert all(sorted(fakes.outputs(name)) == sorted([x.output, y.output, z.output]) for name in PANEL)
-    assert engine.prefetcher.uncollected() == []
+    assert unclaimed(engine) == []
 
 
 # -- a judge prepared once, a panel per key, verdicts checked at one boundary ------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from conftest import CASES_SUITE, RULES, LajProject
@@ -36,14 +37,19 @@ def test_only_the_selected_cases_are_judged(project: LajProject, assert_laj_outc
     result.stdout.fnmatch_lines(["judge calls: 6 made, 0 from cache"])
 
 
-def test_prefetch_off_and_xdist_judge_as_tests_go(project: LajProject, assert_laj_outcomes: AssertOutcomes) -> None:
+def test_prefetch_off_and_xdist_without_a_shared_cache_judge_as_tests_go(
+    project: LajProject, assert_laj_outcomes: AssertOutcomes
+) -> None:
     (project.pytester.path / "cases.yaml").write_text(CASES)
     project.tests(CASES_SUITE)
+    # Under xdist, workers share the judging up front through the cache (tests/test_xdist_prefetch.py): without
+    # one, each worker judges as its tests go.
     for args in (["--laj-prefetch", "off"], ["-n", "2"]):
-        result = project.run("--laj-cache", "off", *args)
+        result = project.run("--laj-cache", "off", "--laj-report", "report.json", *args)
         assert "judging" not in result.stdout.str()
         assert_laj_outcomes(result, passed=3, failed=1, review=1)
         result.stdout.fnmatch_lines(["judge calls: 15 made, 0 from cache"])
+        assert json.loads((project.pytester.path / "report.json").read_text())["calls"]["prefetched"] == 0
 
 
 def test_a_test_that_judges_something_else_still_works(project: LajProject) -> None:

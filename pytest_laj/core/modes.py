@@ -82,7 +82,8 @@ class PrefetchMode(_Mode):
 
 PREFETCH_MODE_HELP = {
     PrefetchMode.AUTO: "judge every selected test's case (a cases() parameter) up front, concurrently; each test "
-    "collects its own assessment (default; not under xdist, where workers judge as they go)",
+    "collects its own assessment (default; under xdist each worker judges its share through the shared cache, "
+    "and judges as its tests go when the cache is not both read and written)",
     PrefetchMode.OFF: "judge each output when its test calls laj.check",
 }
 

@@ -54,8 +54,9 @@ class PerItem:
     def __init__(self, rater: Rater) -> None:
         self.rater = rater
 
-    def cached(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult] | None:
-        """Every judge's walk over stored answers, or None at the first answer not stored."""
+    def cached(self, panel: Panel, request: JudgeRequest, count: bool = True) -> list[JudgeResult] | None:
+        """Every judge's walk over stored answers, or None at the first answer not stored. `count`: add the
+        reads to the cache hits now."""
         if not self.rater.store.reads:
             return None
         graph = _graph(request)
@@ -67,7 +68,7 @@ class PerItem:
                 if verdict is None:
                     return None
                 answers[item] = verdict.criteria[item]
-        self.rater.counts.add(cache_hits=sum(len(answers) for answers in walks))
+        self.rater.counts.add(cache_hits=sum(len(answers) for answers in walks) if count else 0)
         return [
             JudgeResult(judge=judge.name, weight=judge.weight, verdict=_verdict(request, answers), cached=True)
             for judge, answers in zip(panel.judges, walks, strict=True)

@@ -3,6 +3,10 @@
 Each prefetch is registered under the test that will collect it (its node id) and a key equal for that test's
 call, so the test does not prepare the same assessment again. What no test collected is told apart at the end:
 a test that ran but judged something else, or a test that never ran (the run stopped early).
+
+Under xdist each worker judges its share of the selected cases, for tests that may run on another worker: what
+it judged then reaches them through the shared cache, and its uncollected entries carry the assessment's
+identity, so the controller can tell a case collected elsewhere from one no test took.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +23,7 @@ from pytest_laj.core.models import JudgeResult
 from pytest_laj.core.rubric import Rubric
 from pytest_laj.engine.spec import AssessmentSpec, Prepared
 
-__all__ = ["Prefetcher"]
+__all__ = ["Prefetched", "Prefetcher", "Unclaimed"]
 
 Results = concurrent.futures.Future[list[JudgeResult]]
 
@@ -42,33 +47,47 @@ def finished(results: list[JudgeResult]) -> Results:
 
 
 @dataclass
-class _Entry:
+class Prefetched:
+    """An assessment judged up front for the test `owner`; `hits` are cache reads not counted yet, counted when
+    a test of this process collects it (under xdist, another worker's test may read the same verdicts)."""
+
     owner: str
     prepared: Prepared
     future: Results
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    """A prefetched assessment no test of this process collected; `identity` is the assessment's."""
+
+    owner: str
+    finished: bool
+    identity: str
 
 
 class Prefetcher:
     """The registry of prefetched assessments and produced outputs, shared by the tests' thread and the loop."""
 
     def __init__(self) -> None:
-        self._judging: dict[str, list[_Entry]] = {}
+        self._judging: dict[str, list[Prefetched]] = {}
         self._producing: dict[str, list[concurrent.futures.Future[str]]] = {}
         self._lock = threading.Lock()
+        self.judged = 0  # assessments judged up front by this process, for the report
 
-    def add(self, owner: str, prepared: Prepared, future: Results) -> None:
+    def add(self, entry: Prefetched) -> None:
         with self._lock:
-            self._judging.setdefault(spec_key(prepared.spec), []).append(_Entry(owner, prepared, future))
+            self.judged += 1
+            self._judging.setdefault(spec_key(entry.prepared.spec), []).append(entry)
 
     def add_produced(self, case: Case, future: concurrent.futures.Future[str]) -> None:
         with self._lock:
             self._producing.setdefault(case_key(case), []).append(future)
 
-    def take(self, spec: AssessmentSpec) -> tuple[Prepared, Results] | None:
+    def take(self, spec: AssessmentSpec) -> Prefetched | None:
         with self._lock:
             waiting = self._judging.get(spec_key(spec))
-            entry = waiting.pop(0) if waiting else None
-        return (entry.prepared, entry.future) if entry is not None else None
+            return waiting.pop(0) if waiting else None
 
     def take_produced(self, case: Case) -> concurrent.futures.Future[str] | None:
         with self._lock:
@@ -82,18 +101,26 @@ class Prefetcher:
             futures += [f for produced in self._producing.values() for f in produced]
         return sum(future.cancel() for future in futures if not future.done())
 
-    def settle(self) -> None:
+    def settle(self, stopped: Callable[[], bool] = lambda: False, every: float = 0.1) -> int:
         """Wait for judging already under way that no test collected: its calls are paid for, its verdicts are
-        worth caching, and the call counts told at the end are then the same on every run."""
-        with self._lock:
-            producing = [f for produced in self._producing.values() for f in produced]
-        concurrent.futures.wait(producing)  # a produced output starts its judging when it exists
-        with self._lock:
-            judging = [e.future for entries in self._judging.values() for e in entries]
-        concurrent.futures.wait(judging)
+        worth caching (under xdist other workers' tests wait for them), and the call counts told at the end are
+        then the same on every run. If `stopped()` turns true meanwhile (asked every `every` seconds), what is
+        pending is cancelled instead; returns how many were."""
+        while True:
+            with self._lock:  # a produced output adds its judging when it exists: look again each time
+                futures: list[concurrent.futures.Future[Any]] = [f for fs in self._producing.values() for f in fs]
+                futures += [e.future for entries in self._judging.values() for e in entries]
+            pending = [f for f in futures if not f.done()]
+            if not pending:
+                return 0
+            concurrent.futures.wait(pending, timeout=every)
+            if stopped():
+                return self.cancel_pending()
 
-    def uncollected(self) -> list[tuple[str, bool]]:
+    def uncollected(self) -> list[Unclaimed]:
         """Prefetched assessments no test collected: whose each was, and whether its judging finished."""
         with self._lock:
             entries = [e for entries in self._judging.values() for e in entries]
-        return [(e.owner, e.future.done() and not e.future.cancelled()) for e in entries]
+        return [
+            Unclaimed(e.owner, e.future.done() and not e.future.cancelled(), e.prepared.identity()) for e in entries
+        ]

@@ -1,7 +1,8 @@
 """Producers: the system under test, declared once, turning a case's input and context into the output to judge.
 
 Produced outputs are cached like verdicts, keyed by the case and a producer version the user bumps when the
-system under test changes, so a rerun judges exactly what was produced before.
+system under test changes, so a rerun judges exactly what was produced before. xdist workers sharing the store
+produce each output once: one under a claim, the others wait for it and read it.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ FindProducer = Callable[[], "Producer | None"]
 class Producing:
     """The session's producer, found on first need, and its outputs kept in the store by case and version."""
 
-    def __init__(self, find_producer: FindProducer, store: Store) -> None:
+    def __init__(self, find_producer: FindProducer, store: Store, claim_seconds: float | None = None) -> None:
+        """`claim_seconds`: processes share the store (read and written): claim an output while producing it."""
         self._find = find_producer
         self._producer: Producer | None = None
         self._store = store
+        self._claim_seconds = claim_seconds
 
     def producer(self, case: Case) -> Producer:
         if self._producer is None:
@@ -75,6 +78,13 @@ class Producing:
         cached = self._store.output(key)
         if cached is not None:
             return cached
+        if self._claim_seconds is None:
+            return await self._make(producer, case, key)
+        async with self._store.cache.claim(key, self._claim_seconds):
+            cached = self._store.output(key)  # another worker may have produced it while we waited
+            return cached if cached is not None else await self._make(producer, case, key)
+
+    async def _make(self, producer: Producer, case: Case, key: str) -> str:
         output = await producer.produce(case)
         self._store.keep_output(key, output)
         return output

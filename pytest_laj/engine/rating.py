@@ -68,9 +68,9 @@ class Rater:
             seen.append(identity)
         return keys
 
-    def cached(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult] | None:
+    def cached(self, panel: Panel, request: JudgeRequest, count: bool = True) -> list[JudgeResult] | None:
         """Every judge's verdict from the store, or None at the first one missing: an output judged before needs
-        no trip through the event loop."""
+        no trip through the event loop. `count`: add the reads to the cache hits now."""
         if not self.store.reads:
             return None
         results = []
@@ -79,7 +79,7 @@ class Rater:
             if verdict is None:
                 return None
             results.append(JudgeResult(judge=judge.name, weight=judge.weight, verdict=verdict, cached=True))
-        self.counts.add(cache_hits=len(results))
+        self.counts.add(cache_hits=len(results) if count else 0)
         return results
 
     async def rate(self, panel: Panel, request: JudgeRequest) -> list[JudgeResult]:

@@ -18,7 +18,7 @@ from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
 from pytest_laj.core.rubric import Rubric, RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.per_item import PerItem
-from pytest_laj.engine.prefetch import Prefetcher, finished
+from pytest_laj.engine.prefetch import Prefetched, Prefetcher, finished
 from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
 from pytest_laj.engine.scan import Scan, scan
@@ -30,7 +30,7 @@ from pytest_laj.judges.limits import RateLimits
 from pytest_laj.judges.panel import CallPolicy, RetryPolicy
 from pytest_laj.judges.registry import JudgeRegistry, MakeJudge
 from pytest_laj.store.cache import Store, open_backend
-from pytest_laj.store.keys import assessment_identity, label_key
+from pytest_laj.store.keys import label_key
 from pytest_laj.store.labels import LabelStore
 
 __all__ = ["Engine"]
@@ -58,7 +58,10 @@ class Engine:
         self.rater = Rater(self.store, across_processes=settings.run_id is not None or self.cache.shared)
         self.per_item = PerItem(self.rater)
         self.prefetcher = Prefetcher()
-        self.producing = Producing(find_producer, self.store)
+        self.shares_prefetch = False  # an xdist worker judging its share of the cases for every worker's tests
+        self._up_front = asyncio.Semaphore(settings.concurrency)
+        shares_store = self.rater.across_processes and self.store.reads and self.store.writes
+        self.producing = Producing(find_producer, self.store, self.policy.claim_seconds if shares_store else None)
         self._rules_checked: set[str] = set()  # graph rubrics (by fingerprint) the simulator's rules were checked on
         self._path_graphs: list[Rubric] = []
 
@@ -85,10 +88,12 @@ class Engine:
     def _asker(self, prepared: Prepared) -> Rater | PerItem:
         return self.per_item if prepared.per_item else self.rater
 
-    def _cached(self, prepared: Prepared) -> list[JudgeResult] | None:
+    def _cached(self, prepared: Prepared, count: bool = True) -> list[JudgeResult] | None:
         """Every verdict straight from the store, or None if a judge must be asked: a rerun's assessments
         never wait on the event loop's thread."""
-        return [] if not prepared.request.criteria else self._asker(prepared).cached(prepared.panel, prepared.request)
+        if not prepared.request.criteria:
+            return []
+        return self._asker(prepared).cached(prepared.panel, prepared.request, count)
 
     async def _rate(self, prepared: Prepared) -> list[JudgeResult]:
         if not prepared.request.criteria:
@@ -143,7 +148,7 @@ class Engine:
             thresholds=prepared.thresholds,
             panel_size=len(prepared.panel.judges),
             suspected_injection=suspected,
-            identity=assessment_identity(rubric.fingerprint(), request.input, request.context, request.output, turns),
+            identity=prepared.identity(),
             label_key=key,
             human=self._human_calls(key, prepared),
         )
@@ -167,10 +172,9 @@ class Engine:
 
     def assess(self, spec: AssessmentSpec) -> Assessment:
         check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
-        taken = self.prefetcher.take(spec)
+        taken = self._take(spec)
         if taken is not None:
-            prepared, future = taken
-            results = future.result()
+            prepared, results = taken.prepared, taken.future.result()
         else:
             prepared = self.prepare(spec)
             results = self._judge(prepared)
@@ -179,16 +183,22 @@ class Engine:
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
         check_spec(spec, self.settings.max_chars)  # before the prefetcher hashes it
-        taken = self.prefetcher.take(spec)
+        taken = self._take(spec)
         if taken is not None:
-            prepared, future = taken
-            results: list[JudgeResult] = await self.loop.wait(future)
+            prepared, results = taken.prepared, await self.loop.wait(taken.future)
         else:
             prepared = self.prepare(spec)
             results = await self._ajudged(prepared)
         found = scan(prepared.request, self.store)
         second = self._second_opinion(prepared, found)
         return self._aggregate(prepared, results, found, None if second is None else await self._ajudged(second))
+
+    def _take(self, spec: AssessmentSpec) -> Prefetched | None:
+        """The assessment judged up front for this spec, its cache reads now counted as the run's."""
+        taken = self.prefetcher.take(spec)
+        if taken is not None:
+            self.rater.counts.add(cache_hits=taken.hits)
+        return taken
 
     async def _ajudged(self, prepared: Prepared) -> list[JudgeResult]:
         cached = self._cached(prepared)
@@ -222,11 +232,21 @@ class Engine:
             prepared = self.prepare(spec)
         except (UsageError, TypeError):
             return False
-        results = self._cached(prepared)
-        self.prefetcher.add(
-            owner, prepared, self.loop.submit(self._rate(prepared)) if results is None else finished(results)
-        )
+        counted = not self.shares_prefetch  # a worker's share: read again by the worker whose test runs it
+        results = self._cached(prepared, count=counted)
+        future = self.loop.submit(self._rate_up_front(prepared)) if results is None else finished(results)
+        hits = 0 if counted or results is None else len(results)
+        self.prefetcher.add(Prefetched(owner, prepared, future, hits))
         return True
+
+    async def _rate_up_front(self, prepared: Prepared) -> list[JudgeResult]:
+        """Across processes, judging up front waits its turn before it claims its verdicts: a claim is written,
+        refreshed every heartbeat and waited on by other workers, so only judging about to call holds one, not
+        the whole suite queued behind the concurrency limit."""
+        if not self.rater.across_processes:
+            return await self._rate(prepared)
+        async with self._up_front:
+            return await self._rate(prepared)
 
     def prefetch_produced(self, owner: str, spec: AssessmentSpec, case: Case) -> bool:
         """Produce the case's output up front, then start judging it as soon as it exists."""

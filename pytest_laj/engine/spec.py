@@ -13,6 +13,7 @@ from pytest_laj.errors import UsageError
 from pytest_laj.judges.panel import CallPolicy, Panel
 from pytest_laj.judges.protocol import JudgeRequest
 from pytest_laj.judges.registry import JudgeRegistry
+from pytest_laj.store.keys import assessment_identity
 
 __all__ = ["AssessmentSpec", "Prepared", "check_spec", "prepare"]
 
@@ -48,6 +49,12 @@ class Prepared:
     def per_item(self) -> bool:
         """One call per question along each judge's path: only a question-graph rubric has questions."""
         return self.ask is AskMode.PER_ITEM and self.rubric.graph is not None
+
+    def identity(self) -> str:
+        """What the assessment is about, as its record tells (`Assessment.identity`)."""
+        request, conversation = self.request, self.request.conversation
+        turns = None if conversation is None else conversation.key()
+        return assessment_identity(self.rubric.fingerprint(), request.input, request.context, request.output, turns)
 
 
 _SCALARS = (str, int, float, bool)

@@ -140,11 +140,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     engine = laj_engine(config)  # opened before any test runs, so a bad cache directory stops the run once
     runs_tests = not (config.option.collectonly or getattr(config.option, "showfixtures", False))
-    prefetch = config.stash[SETTINGS].prefetch is PrefetchMode.AUTO and not _is_worker(config)
-    if runs_tests and prefetch:
-        from pytest_laj.plugin.prefetch import prefetch_cases
+    if runs_tests and config.stash[SETTINGS].prefetch is PrefetchMode.AUTO:
+        from pytest_laj.plugin.prefetch import prefetch_cases, prefetch_share
 
-        config.stash[PREFETCHED] = prefetch_cases(engine, session.items)
+        share = prefetch_share(config.stash[SETTINGS], getattr(config, "workerinput", None))
+        if share is not None:
+            engine.shares_prefetch = share.count > 1
+            config.stash[PREFETCHED] = prefetch_cases(engine, session.items, share)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

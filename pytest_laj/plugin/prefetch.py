@@ -1,23 +1,78 @@
-"""Which selected tests have a case to judge up front: a test parametrized with one `Case` that uses `laj`."""
+"""Which selected tests have a case to judge up front: a test parametrized with one `Case` that uses `laj`.
+
+Under xdist every worker collects the same selected tests (xdist refuses a run where they differ), so each one
+judges a stable share of their cases: the cases ranked by node id, every `count`-th from the worker's index.
+Each worker's tests then find their verdicts in the shared cache, or wait on the claim of the worker judging
+them, and the cases are judged by every worker's processes at once, as a serial run judges them all up front.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from pytest_laj.core.case import Case
+from pytest_laj.core.modes import PrefetchMode
 from pytest_laj.engine.session import Engine
+from pytest_laj.engine.settings import Settings
+from pytest_laj.engine.spec import AssessmentSpec
 from pytest_laj.errors import UsageError
 from pytest_laj.plugin.markers import assessment_spec, marker_settings
 
-__all__ = ["prefetch_cases"]
+__all__ = ["Share", "prefetch_cases", "prefetch_share"]
 
 
-def prefetch_cases(engine: Engine, items: Iterable[pytest.Item]) -> int:
-    """Start judging, up front and concurrently, every selected test's case (judged with its marker's
-    rubric); the test's own `laj.check` then collects the finished assessment."""
+@dataclass(frozen=True)
+class Share:
+    """The cases a process judges up front: those whose rank modulo `count` is `index`."""
+
+    index: int = 0
+    count: int = 1
+
+
+EVERY_CASE = Share()
+
+
+def prefetch_share(settings: Settings, workerinput: dict[str, object] | None) -> Share | None:
+    """This process's share of the selected cases, or None to judge each as its test runs.
+
+    Without xdist: all of them. On an xdist worker, one worker's share, which only works through a store every
+    worker both reads and writes: with the cache off or in refresh mode no worker would read what another
+    judged (each verdict would be asked twice), and replay never asks; there each worker judges as its tests go,
+    and the one call per verdict within a worker's tests is kept."""
+    if settings.prefetch is not PrefetchMode.AUTO:
+        return None
+    if workerinput is None:
+        return EVERY_CASE
+    worker, count = str(workerinput.get("workerid", "")), workerinput.get("workercount")
+    number = worker.removeprefix("gw")
+    if not (settings.cache_mode.reads and settings.cache_mode.writes) or not number.isdigit():
+        return None
+    if not isinstance(count, int) or count < 1:
+        return None
+    return Share(int(number) % count, count)  # a restarted worker (gw2 of 2) takes an index again
+
+
+def prefetch_cases(engine: Engine, items: Iterable[pytest.Item], share: Share = EVERY_CASE) -> int:
+    """Start judging, up front and concurrently, this process's share of the selected tests' cases (judged with
+    each marker's rubric), in the order the tests run; each test's own `laj.check` then collects its finished
+    assessment, or (under xdist, for another worker's share) reads its verdicts from the cache."""
+    found = list(_cases(items))
+    ranks = {nodeid: rank for rank, nodeid in enumerate(sorted(nodeid for nodeid, _, _ in found))}
     scheduled = 0
+    for nodeid, spec, case in found:
+        if ranks[nodeid] % share.count != share.index:
+            continue
+        if case.output is not None or case.conversation is not None:
+            scheduled += engine.prefetch(nodeid, spec)
+        else:
+            scheduled += engine.prefetch_produced(nodeid, spec, case)
+    return scheduled
+
+
+def _cases(items: Iterable[pytest.Item]) -> Iterator[tuple[str, AssessmentSpec, Case]]:
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         found = [p for p in params.values() if isinstance(p, Case)]
@@ -29,8 +84,4 @@ def prefetch_cases(engine: Engine, items: Iterable[pytest.Item]) -> int:
             continue  # the test reports it when it runs
         case = found[0]
         spec = assessment_spec(defaults, case.output, case.input, case.context, None, case.conversation)
-        if case.output is not None or case.conversation is not None:
-            scheduled += engine.prefetch(item.nodeid, spec)
-        else:
-            scheduled += engine.prefetch_produced(item.nodeid, spec, case)
-    return scheduled
+        yield item.nodeid, spec, case

@@ -1,11 +1,19 @@
 """The run as pytest-laj sees it: records arrive with test reports (from every xdist worker), call counts
 with each worker's end; the controller builds the run record once and prints its summary.
 
+Under xdist each worker judges its share of the cases up front for every worker's tests (`plugin.prefetch`).
+A worker waits at its end for its share, which other workers' tests may be waiting on, unless the run is
+stopping: the controller then leaves a mark in the shared cache and the workers cancel what is pending. What a
+worker judged for a test that did not run on it goes to the controller with the assessment's identity: it was
+collected if that test ran on another worker and has a record of the same assessment.
+
 Registered as a plugin object at configure, after pytest-xdist's `DSession` and syrupy's session.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import sys
 from collections.abc import Generator
@@ -31,6 +39,9 @@ ENGINE = pytest.StashKey["Engine"]()
 WORKER_CALLS = "laj_calls"
 WORKER_FATAL = "laj_fatal"
 WORKER_LOST = "laj_store_lost"
+WORKER_SHARED = "laj_shared"  # judged up front by a worker for tests that did not run on it
+STOPPED = "pytest-laj:stopped:{run}"  # a memo the controller leaves when the run stops early
+STOP_POLL_SECONDS = 0.2
 
 
 class RunReporter:
@@ -46,6 +57,10 @@ class RunReporter:
         self.worker_fatal: str | None = None  # xdist controller: what stopped a worker, for the exit status
         self.worker_lost: str | None = None  # xdist controller: a shared store a worker went on without
         self.written: list[Path] = []  # reports the user asked for, as written
+        self.run_id: str | None = None  # xdist controller: the run's id, known when workers start
+        self.stop_told = False
+        self.watching: concurrent.futures.Future[int] | None = None  # xdist worker: its watch for a stop
+        self.shared: list[tuple[str, bool, str]] = []  # xdist controller: workers' (nodeid, finished, identity)
         self.unwritten: list[str] = []  # reports that could not be written, and why
 
     @property
@@ -69,20 +84,61 @@ class RunReporter:
         under way up front is cancelled, so no more calls are paid for."""
         if report.when != "call":
             return
+        self.tests_run.add(report.nodeid)
         if not self.is_worker:  # a worker has sent its records with the report by now, and keeps none
-            self.tests_run.add(report.nodeid)
             records = getattr(report, "laj_records", None)
             if records:
                 self.collector.add(records)
                 del report.laj_records  # the collector holds them; the report lives on in pytest's statistics
         engine = self._engine()
-        if self.session is None or engine is None:
+        if self.session is None:
+            return
+        if not self.is_worker and (self.session.shouldfail or self.session.shouldstop):
+            self._tell_stop()
+        if engine is None:
             return
         fatal = self._fatal()
         if fatal is not None and not self.session.shouldstop:  # every test after would fail the same way
             self.session.shouldstop, self.stopped_for = f"pytest-laj: {fatal}", fatal
         if self.session.shouldfail or self.session.shouldstop:
             self.cancelled += engine.prefetcher.cancel_pending()
+
+    @pytest.hookimpl(trylast=True)  # after the judging up front has started
+    def pytest_collection_finish(self) -> None:
+        """xdist worker judging a share: watch for the controller's stop while tests run, since a test may wait
+        on a slow verdict for as long as the judging up front takes."""
+        engine = self._engine()
+        if engine is not None and engine.shares_prefetch:
+            self.watching = engine.loop.submit(self._watch_stop(engine))
+
+    async def _watch_stop(self, engine: Engine) -> int:
+        while not self._told_to_stop(engine):
+            await asyncio.sleep(STOP_POLL_SECONDS)
+        return engine.prefetcher.cancel_pending()
+
+    def _told_to_stop(self, engine: Engine) -> bool:
+        """xdist worker judging a share: whether the controller has stopped the run (-x or --maxfail reached by
+        the failures of several workers, which no worker counts alone)."""
+        run = self.config.stash[SETTINGS].run_id
+        return engine.shares_prefetch and run is not None and engine.store.get(STOPPED.format(run=run)) is not None
+
+    def _tell_stop(self) -> None:
+        """xdist controller: the run is stopping; the workers cancel the judging up front still pending."""
+        settings = self.config.stash[SETTINGS]
+        if self.stop_told or self.run_id is None or not (settings.cache_mode.reads and settings.cache_mode.writes):
+            return
+        from pytest_laj.store.cache import Store, VerdictCache
+
+        self.stop_told = True
+        cache = VerdictCache(settings.cache_dir)
+        try:
+            Store(cache, settings.cache_mode).set(STOPPED.format(run=self.run_id), True)
+        finally:
+            cache.close()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        self.run_id = node.workerinput.get("testrunuid")
 
     def _fatal(self) -> str | None:
         """A mistake every later judgment would meet again: a judge that cannot be called, an unusable cache
@@ -105,8 +161,12 @@ class RunReporter:
             return
         if session.shouldfail or session.shouldstop or exitstatus == pytest.ExitCode.INTERRUPTED:
             self.cancelled += engine.prefetcher.cancel_pending()
-        else:
-            engine.prefetcher.settle()
+        else:  # a worker's share: other workers' tests may wait on it, so stop only when the run is stopping
+            self.cancelled += engine.prefetcher.settle(lambda: self.watching is not None and self.watching.done())
+        if self.watching is not None:
+            self.watching.cancel()
+            if self.watching.done() and not self.watching.cancelled():
+                self.cancelled += self.watching.result()
 
     def _calls(self) -> CallStats | None:
         engine = self._engine()
@@ -115,13 +175,34 @@ class RunReporter:
         from pytest_laj.results.record import CallStats, Uncollected
 
         counts = engine.rater.counts
+        unclaimed = engine.prefetcher.uncollected()
+        if self.is_worker:  # what a test of another worker may have collected, for the controller to tell
+            shared = [(u.owner, u.finished, u.identity) for u in unclaimed if u.owner not in self.tests_run]
+            self.config.workeroutput[WORKER_SHARED] = shared  # type: ignore[attr-defined]
+            unclaimed = [u for u in unclaimed if u.owner in self.tests_run]
         return CallStats(
             calls=counts.calls,
             cache_hits=counts.cache_hits,
             cost_usd=counts.cost_usd,
-            uncollected=[Uncollected(nodeid=o, finished=f) for o, f in engine.prefetcher.uncollected()],
+            prefetched=engine.prefetcher.judged,
+            uncollected=[Uncollected(nodeid=u.owner, finished=u.finished) for u in unclaimed],
             prefetch_cancelled=self.cancelled,
             limit_wait_s=engine.policy.limits.waited(),
+        )
+
+    def _shared_uncollected(self) -> CallStats:
+        """xdist controller: what workers judged up front for tests that ran elsewhere or nowhere and that no
+        record of that test assessed (a test that judged something else, or never ran)."""
+        from pytest_laj.results.record import CallStats, Uncollected
+
+        owners = {nodeid for nodeid, _, _ in self.shared}
+        judged = {(r.nodeid, r.assessment.identity) for r in self.collector.records if r.nodeid in owners}
+        return CallStats(
+            uncollected=[
+                Uncollected(nodeid=nodeid, finished=finished)
+                for nodeid, finished, identity in self.shared
+                if (nodeid, identity) not in judged
+            ]
         )
 
     @pytest.hookimpl(optionalhook=True)
@@ -130,6 +211,7 @@ class RunReporter:
         output = getattr(node, "workeroutput", {})
         self.worker_fatal = self.worker_fatal or output.get(WORKER_FATAL)
         self.worker_lost = self.worker_lost or output.get(WORKER_LOST)
+        self.shared += [(str(n), bool(f), str(i)) for n, f, i in output.get(WORKER_SHARED, [])]
         data = output.get(WORKER_CALLS)
         if data:
             from pytest_laj.results.record import CallStats
@@ -149,6 +231,8 @@ class RunReporter:
         else:
             if calls is not None:
                 self.collector.add_calls(calls)
+            if self.shared:
+                self.collector.add_calls(self._shared_uncollected())
             if self._collector is not None:
                 self.run = self._finish(session)
                 self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
