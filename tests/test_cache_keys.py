@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import pytest_laj.store.backend
 import pytest_laj.store.cache
 import pytest_laj.store.keys
 from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
@@ -320,7 +321,7 @@ def test_cache_survives_reopening(tmp_path: Path) -> None:
 
 def test_entry_of_another_prompt_version_is_a_miss(cache: VerdictCache, monkeypatch: pytest.MonkeyPatch) -> None:
     cache.set(key(), VERDICT, "gpt-4o")
-    monkeypatch.setattr(pytest_laj.store.cache, "PROMPT_VERSION", "99")
+    monkeypatch.setattr(pytest_laj.store.backend, "PROMPT_VERSION", "99")
 
     assert cache.get(key()) is None
 

@@ -55,17 +55,17 @@ def test_the_example_suite_report_validates_and_is_the_same_under_xdist(example_
     for document in documents:
         _validate(document)
         assert document["schema_version"] == SCHEMA_VERSION
-        assert document["counts"] == {"pass": 12, "fail": 7, "review": 5, "error": 1}
+        assert document["counts"] == {"pass": 13, "fail": 9, "review": 6, "error": 1}
         assert not document["interrupted"]
     assert _content(documents[0]) == _content(documents[1])
     assert "report: " in plain.stdout.str() and "plain.json" in plain.stdout.str()
 
     report = read_report(example_suite.path / "plain.json")
     assert read_report(example_suite.path / ".laj_cache" / LAST_RUN) == read_report(example_suite.path / "spread.json")
-    first = report.records[0]
-    assert first.file == "test_crisis_response.py" and first.line is not None and first.case_id
+    first = next(r for r in report.records if r.file == "test_crisis_response.py")
+    assert first.line is not None and first.case_id
     assert len(first.output_sha256) == 64
-    assert {r.id for r in report.rubrics} == {"crisis_response", "postop_triage"}
+    assert {r.id for r in report.rubrics} == {"conversation_safety", "crisis_response", "postop_triage"}
     assert all(len(r.fingerprint) == 64 for r in report.rubrics)
     assert "crisis_response/guides_to_care" in report.alpha_by_criterion
     assert [h.judge for h in report.judge_health] == ["balanced", "cautious", "literal"]
