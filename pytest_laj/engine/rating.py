@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +113,7 @@ class Rater:
             )
         if not self.store.reads:
             return self._keep(key, await self._ask(panel, judge, request))
-        async with self._exclusive(key, panel.policy.claim_seconds, lambda: self.stored(key, request) is not None):
+        async with self._exclusive(key, panel.policy.claim_seconds):
             if (hit := self._hit(judge, key, request)) is not None:  # another worker may have judged it while we waited
                 return hit
             return self._keep(key, await self._ask(panel, judge, request))
@@ -129,11 +129,11 @@ class Rater:
         return result
 
     @contextlib.asynccontextmanager
-    async def _exclusive(self, key: str, hold: float, ready: Callable[[], bool]) -> AsyncIterator[None]:
+    async def _exclusive(self, key: str, hold: float) -> AsyncIterator[None]:
         """Compute one missing verdict at a time: across xdist workers by a claim in the cache, within a single
         process by a lock, which costs no disk writes."""
         if self.across_processes:
-            async with self.store.cache.claim(key, hold, ready):
+            async with self.store.cache.claim(key, hold):
                 yield
             return
         lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -53,11 +52,8 @@ class Backend(abc.ABC):
         """Fail at session start, with the store named, instead of in every test."""
 
     @abc.abstractmethod
-    def claim(
-        self, key: str, hold: float, ready: Callable[[], bool] = lambda: False
-    ) -> contextlib.AbstractAsyncContextManager[None]:
-        """Let one caller at a time, across processes, compute a missing verdict; the others wait for it, and
-        stop waiting, without claiming, as soon as `ready()` says the verdict has landed."""
+    def claim(self, key: str, hold: float) -> contextlib.AbstractAsyncContextManager[None]:
+        """Let one caller at a time, across processes, compute a missing verdict; the others wait for it."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -118,9 +118,6 @@ def _ours(name: str) -> bool:
     return name == LAST_RUN or (name.startswith(f".{LAST_RUN}.") and name.endswith(".tmp"))
 
 
-_POLL_SECONDS = 0.02  # how often a waiter looks at a claim another process holds; a read, cheap under WAL
-
-
 class VerdictCache(Backend):
     """A diskcache directory, shared safely by xdist workers; read-only (replay) when nothing is to be written."""
 
@@ -174,7 +171,7 @@ class VerdictCache(Backend):
         else:
             if where.is_dir() and not os.access(where, os.W_OK):
                 raise OSError(errno.EROFS, "the directory is not writable")
-            cache = diskcache.Cache(str(where), cull_limit=0)  # culled once, at close, not on every write
+            cache = diskcache.Cache(str(where))
         cache.get(_PROBE)
         return cache
 
@@ -185,7 +182,7 @@ class VerdictCache(Backend):
             self._open()
 
     @contextlib.asynccontextmanager
-    async def claim(self, key: str, hold: float, ready: Callable[[], bool] = lambda: False) -> AsyncIterator[None]:
+    async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
         """Let one caller at a time, across xdist workers, compute a missing verdict; the others wait for it.
 
         The holder refreshes its claim every heartbeat. A claim whose holder died is broken: at once on this
@@ -202,10 +199,7 @@ class VerdictCache(Backend):
                     if cache.get(name) == holder:
                         cache.delete(name)
                 continue
-            await asyncio.sleep(_POLL_SECONDS)
-            if ready():  # the holder kept its verdict: read it, with no claim of our own to write and delete
-                yield
-                return
+            await asyncio.sleep(0.05)
         beating = asyncio.create_task(self._beat(name, me, hold))
         try:
             yield
@@ -251,12 +245,7 @@ class VerdictCache(Backend):
             self._open().set(key, entry)
 
     def close(self) -> None:
-        """Evict past diskcache's size limit (1 GB, least recently stored first) once, here: diskcache would
-        otherwise measure the cache's volume and cull on every write a run makes."""
         if self._cache is not None:
-            if not self.read_only:
-                with contextlib.suppress(sqlite3.Error, OSError):
-                    self._cache.cull()
             self._cache.close()
             self._cache = None
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pytest_laj.core.redact import redact, remember_secrets, url_credentials
@@ -118,7 +118,7 @@ class RedisStore(Backend):
             self._open().set(PREFIX + key, json.dumps(entry, separators=(",", ":")))
 
     @contextlib.asynccontextmanager
-    async def claim(self, key: str, hold: float, ready: Callable[[], bool] = lambda: False) -> AsyncIterator[None]:
+    async def claim(self, key: str, hold: float) -> AsyncIterator[None]:
         """`SET NX` with an expiry of `STALE_BEATS` heartbeats, refreshed every heartbeat while the holder is
         at work (another host's clock is never read), so `hold` is not needed: a claim lasts while its holder
         lives. With the server gone, there is no claim to wait on."""
@@ -133,8 +133,6 @@ class RedisStore(Backend):
                 held = bool(lock.acquire())
             if not held:
                 await asyncio.sleep(0.05)
-                if ready():
-                    break
         beating = asyncio.create_task(self._beat(lock)) if held else None
         try:
             yield
