@@ -12,6 +12,9 @@ time limit, and prints a Markdown table headed with the date and the machine:
 6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once);
 7. xdist: cold and warm under `-n 2` beside serial cold and warm, side by side in one run (`--only xdist`
    runs these rows alone);
+S. scale (`--only scale`, meant for `--cases 2000`): rows 1, 1b and 3 at that size with their targets, the
+   time to write the JSON report and the HTML dashboard of the cold run, and the memory the run's records
+   take on the controller, per assessment;
 R. the verdict store in a local redis-server (`laj_cache_url`), cold and warm, against the diskcache warm rerun
    (`--only redis` runs this part alone).
 
@@ -53,7 +56,11 @@ DEEPEVAL_INSTALL_TIMEOUT_S = 900.0
 STARTUP_TIMEOUT_S = 60.0
 SIMULATOR_START_TIMEOUT_S = 30.0
 
-PARTS = {"xdist": "run_xdist", "redis": "redis_store"}  # --only NAME: the Benchmark method that runs that part
+PARTS = {
+    "xdist": "run_xdist",
+    "redis": "redis_store",
+    "scale": "run_scale",
+}  # --only NAME: the Benchmark method that runs that part
 _JUDGE_CALLS = re.compile(r"judge calls: (\d+) made, (\d+) from cache")
 _PYTEST_TOTALS = re.compile(r"^=*\s*(\d+ [a-z]+.*?) in [\d.]+s")
 _UNRECOGNISED = re.compile(r"unrecognized arguments: .*--laj-prefetch")
@@ -331,6 +338,60 @@ class Benchmark:
         self.cpu_per_call()
         self.run_xdist()
         self.redis_store()
+
+    # S
+    def run_scale(self) -> None:
+        """A large suite: cold (with its client-CPU bound) and warm against their targets, then what the run's
+        record costs at that size."""
+        self.cold_run(prefetch=True)
+        self.cold_external_simulator()
+        self.warm()
+        self.report_writing()
+
+    def report_writing(self) -> None:
+        """Rows S1-S2, from the cold run's last-run.json: writing the JSON report and the HTML dashboard, and the
+        memory its records hold on the controller (validated from JSON, as an xdist controller gets them)."""
+        report = self.paths.laj / ".cache-cold" / "last-run.json"
+        if not report.exists():
+            self.rows.append(Row("S1", "report writing", notes="n/a: the cold run left no last-run.json"))
+            return
+        self.log(f"S. report writing and record memory at {self.p.cases} assessments")
+        run = run_measured(
+            [sys.executable, "-c", _REPORT_COST, str(report)],
+            cwd=self.paths.root,
+            env=child_environment(),
+            time_limit_s=300,
+        )
+        if run.timed_out or run.exit_code != 0:
+            self.rows.append(Row("S1", "report writing", notes=f"failed: {run.tail()}"))
+            return
+        figures = json.loads(run.output.strip().splitlines()[-1])
+        n = figures["records"]
+        self.rows.append(
+            Row(
+                "S1",
+                f"write the JSON report and the HTML dashboard, {n} assessments",
+                wall=seconds(figures["json_s"] + figures["html_s"]),
+                notes=(
+                    f"JSON {seconds(figures['json_s'])} ({figures['json_mib']:.1f} MiB), HTML "
+                    f"{seconds(figures['html_s'])} ({figures['html_mib']:.1f} MiB); the summary's agreement and "
+                    f"judge health {seconds(figures['finish_s'])}"
+                ),
+            )
+        )
+        per_record = figures["record_bytes"] / n / 1024
+        self.rows.append(
+            Row(
+                "S2",
+                "controller memory per assessment record",
+                rss=f"{per_record:.1f} KiB",
+                notes=f"tracemalloc of {n} records validated from the report's JSON, as the controller holds them",
+            )
+        )
+        self.targets.append(
+            f"controller memory under 50 KiB per assessment record: {'met' if per_record < 50 else 'NOT met'} "
+            f"({per_record:.1f} KiB)"
+        )
 
     # 0: is the option of scenario 2 there yet?
     def prefetch_option_present(self) -> bool:
@@ -765,6 +826,39 @@ class StandaloneSimulator:
 # --- the command -----------------------------------------------------------------------------------------
 
 
+_REPORT_COST = """
+import json, sys, tempfile, time, tracemalloc
+from pathlib import Path
+from pytest_laj.render.html import render_html
+from pytest_laj.results.collect import RunCollector
+from pytest_laj.results.record import AssessmentRecord
+from pytest_laj.results.report import read_report, write_report
+
+run = read_report(Path(sys.argv[1]))
+raw = [record.model_dump(mode="json") for record in run.records]
+tracemalloc.start()
+records = [AssessmentRecord.model_validate(data) for data in raw]
+held, _ = tracemalloc.get_traced_memory()
+tracemalloc.stop()
+collector = RunCollector()
+collector.add(records)
+started = time.perf_counter()
+run = collector.finish(versions=("0", "0"), cache_mode="rw", review_mode="fail", panel=run.panel,
+                       stopped_early=False, memo=None)
+finish_s = time.perf_counter() - started
+out = Path(tempfile.mkdtemp())
+started = time.perf_counter()
+write_report(run, out / "run.json")
+json_s = time.perf_counter() - started
+started = time.perf_counter()
+(out / "run.html").write_text(render_html(run), encoding="utf-8")
+html_s = time.perf_counter() - started
+print(json.dumps({"records": len(records), "record_bytes": held, "finish_s": finish_s, "json_s": json_s,
+                  "html_s": html_s, "json_mib": (out / "run.json").stat().st_size / 2**20,
+                  "html_mib": (out / "run.html").stat().st_size / 2**20}))
+"""
+
+
 def _requests(run: Run) -> str:
     calls = run.judge_calls()
     return f"{calls[0]} made, {calls[1]} cached" if calls else problem(run) or "no summary line"
@@ -819,7 +913,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         choices=sorted(PARTS),
-        help="run one part alone: 'xdist' (serial and -n 2, cold and warm), 'redis' (the Redis store's rows)",
+        help="run one part alone: 'xdist' (serial and -n 2, cold and warm), 'redis' (the Redis store's rows), "
+        "'scale' (cold, warm, report writing and record memory; use with --cases 2000)",
     )
     return parser.parse_args(argv)
 
