@@ -47,6 +47,11 @@ def _asset(name: str) -> str:
     return (resources.files("pytest_laj.render") / "dashboard" / name).read_text(encoding="utf-8")
 
 
+def shared_script(name: str) -> str:
+    """A script both pages run (the dashboard and the review page), put before each page's own."""
+    return (resources.files("pytest_laj.render") / "shared" / name).read_text(encoding="utf-8")
+
+
 def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
@@ -76,7 +81,7 @@ def script_data(value: Any) -> str:
 def render_html(run: RunRecord, calibration: Calibration | None = None) -> str:
     """The dashboard of `run` as one HTML document that loads nothing: styles and script inline, allowed by hash.
     With a `calibration` (`laj calibrate --html`), it has a section comparing the panel with people."""
-    style, script = _asset("dashboard.css"), _asset("dashboard.js")
+    style, script = _asset("dashboard.css"), shared_script("item_path.js") + _asset("dashboard.js")
     policy = (
         f"default-src 'none'; script-src {csp_hash(script)}; style-src {csp_hash(style)}; "
         "img-src 'none'; base-uri 'none'; form-action 'none'"

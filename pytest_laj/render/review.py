@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from pytest_laj.render.html import csp_hash, script_data
+from pytest_laj.render.html import csp_hash, script_data, shared_script
 
 __all__ = ["render_review", "review_policy"]
 
@@ -19,9 +19,13 @@ def _asset(name: str) -> str:
     return (resources.files("pytest_laj.render") / "review" / name).read_text(encoding="utf-8")
 
 
+def _script() -> str:
+    return shared_script("item_path.js") + _asset("review.js")
+
+
 def review_policy() -> str:
     """The page's Content-Security-Policy: its own script and style, its own server, nothing else."""
-    script, style = csp_hash(_asset("review.js")), csp_hash(_asset("review.css"))
+    script, style = csp_hash(_script()), csp_hash(_asset("review.css"))
     return (
         f"default-src 'none'; script-src {script}; style-src {style}; "
         "connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -41,6 +45,6 @@ def render_review(data: dict[str, Any]) -> str:
         "<noscript><p>This page is drawn by its own inline script.</p></noscript>\n"
         '<main id="app"><p>Loading the queue\u2026</p></main>\n'
         f'<script id="laj-review" type="application/json">{script_data(data)}</script>\n'
-        f"<script>{_asset('review.js')}</script>\n"
+        f"<script>{_script()}</script>\n"
         "</body>\n</html>\n"
     )
