@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -309,9 +310,20 @@ def test_a_retry_after_pauses_the_judges_other_calls_too(
 
 
 def test_two_xdist_workers_together_keep_one_rpm(
-    project: LajProject, simulator: Simulator, assert_laj_outcomes: AssertOutcomes
+    project: LajProject,
+    simulator: Simulator,
+    assert_laj_outcomes: AssertOutcomes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    shared = tmp_path / "tmp"  # the temp directory of the controller and of both workers
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setenv("TMPDIR", str(shared))
     _suite(project, simulator, "rpm=120", cases=10)
+    (project.pytester.path / "pytest.ini").write_text(
+        (project.pytester.path / "pytest.ini").read_text() + "laj_max_calls = 100\n"
+    )
     result = project.run("--laj-cache", "off", "-n", "2")
     assert_laj_outcomes(result, passed=10)
     times = simulator.request_times["alpha"]
@@ -319,3 +331,4 @@ def test_two_xdist_workers_together_keep_one_rpm(
     assert times[-1] - times[0] >= 3.0  # one bucket: 2 at once, then one every 0.5 s, at least 4 s (a bucket
     # per worker would let each send its 5 in 1.5 s)
     assert _waited(result.stdout.str()) > 0
+    assert not list(shared.glob("pytest-laj-*")), "the run's shared budget and rate buckets outlive it"

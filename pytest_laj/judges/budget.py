@@ -6,6 +6,7 @@ assessments are ERROR with a message naming the limit, never a PASS on partial e
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -14,6 +15,18 @@ from typing import Any, Protocol
 __all__ = ["Budget", "BudgetExhausted", "Counter"]
 
 _MICRO = 1_000_000
+
+
+def run_state(kind: str, run_id: str) -> Path:
+    """Where the xdist workers of one run share `kind` of state (budget counters, rate buckets): a diskcache
+    under the temp directory, named by the run's id."""
+    return Path(tempfile.gettempdir()) / f"pytest-laj-{kind}-{run_id}"
+
+
+def forget_run(run_id: str) -> None:
+    """Remove what the run's workers shared, once they are all done: each run would otherwise leave its own."""
+    for kind in ("budget", "rates"):
+        shutil.rmtree(run_state(kind, run_id), ignore_errors=True)
 
 
 class BudgetExhausted(RuntimeError):
@@ -50,7 +63,7 @@ class _SharedCounter:
     def __init__(self, run_id: str) -> None:
         import diskcache
 
-        self._cache: Any = diskcache.Cache(str(Path(tempfile.gettempdir()) / f"pytest-laj-budget-{run_id}"))
+        self._cache: Any = diskcache.Cache(str(run_state("budget", run_id)))
 
     def add(self, name: str, amount: int) -> int:
         return int(self._cache.incr(name, amount, default=0))

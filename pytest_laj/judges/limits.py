@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_laj.judges.base import Judge
+from pytest_laj.judges.budget import run_state
 from pytest_laj.judges.protocol import JudgeRequest
 
 __all__ = ["AdaptiveLimit", "BucketStore", "DiskBuckets", "LocalBuckets", "RateLimits", "TokenBucket"]
@@ -58,7 +57,7 @@ class DiskBuckets:
     def __init__(self, run_id: str) -> None:
         import diskcache
 
-        self._cache: Any = diskcache.Cache(str(Path(tempfile.gettempdir()) / f"pytest-laj-rates-{run_id}"))
+        self._cache: Any = diskcache.Cache(str(run_state("rates", run_id)))
 
     def update(self, key: str, change: Callable[[BucketState | None], BucketState]) -> BucketState:
         with self._cache.transact():

@@ -229,6 +229,10 @@ class RunReporter:
             if (lost := self._lost()) is not None:
                 self.config.workeroutput[WORKER_LOST] = lost  # type: ignore[attr-defined]
         else:
+            if self.run_id is not None:  # every worker is down: what they shared for this run goes
+                from pytest_laj.judges.budget import forget_run
+
+                forget_run(self.run_id)
             if calls is not None:
                 self.collector.add_calls(calls)
             if self.shared:
