@@ -61,10 +61,10 @@ class PerItem:
             return None
         graph = _graph(request)
         walks: list[Answers] = [{} for _ in panel.judges]
-        for index, answers in enumerate(walks):
+        for judge, sample, answers in zip(panel.judges, Rater.samples(panel), walks, strict=True):
             while (item := _next_question(graph, answers)) is not None:
                 asked = _question(request, item)
-                verdict = self.rater.stored(Rater.keys(panel, asked)[index], asked)
+                verdict = self.rater.stored(Rater.key(judge, asked, sample), asked)
                 if verdict is None:
                     return None
                 answers[item] = verdict.criteria[item]
@@ -81,12 +81,12 @@ class PerItem:
     async def _walk(self, panel: Panel, index: int, request: JudgeRequest) -> JudgeResult:
         """One judge's path: ask (or read) each question the walk needs next, until the walk is complete; the
         calls, cost and time of every question add up to the judge's."""
-        graph, judge = _graph(request), panel.judges[index]
+        graph, judge, sample = _graph(request), panel.judges[index], Rater.samples(panel)[index]
         answers: Answers = {}
         total = JudgeResult(judge=judge.name, weight=judge.weight, cached=True)
         while (item := _next_question(graph, answers)) is not None:
             asked = _question(request, item)
-            result = await self.rater.rate_one(panel, judge, Rater.keys(panel, asked)[index], asked)
+            result = await self.rater.rate_one(panel, judge, Rater.key(judge, asked, sample), asked)
             total = total.model_copy(
                 update={
                     "attempts": total.attempts + result.attempts,

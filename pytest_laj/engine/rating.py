@@ -11,7 +11,6 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_laj.core.models import JudgeResult, JudgeVerdict
 from pytest_laj.judges.base import Judge
@@ -57,16 +56,16 @@ class Rater:
         judged = (request.output, request.input, request.context, turns)
         return verdict_key(member, request.rubric.fingerprint(), criteria, *judged, item=request.item)
 
+    @staticmethod
+    def samples(panel: Panel) -> list[int]:
+        """Each member's sample number: how many members before it in the panel share its identity."""
+        identities = [judge.identity() for judge in panel.judges]
+        return [identities[:index].count(identity) for index, identity in enumerate(identities)]
+
     @classmethod
     def keys(cls, panel: Panel, request: JudgeRequest) -> list[str]:
         """Each member's key, numbering repeats of one identity in panel order."""
-        seen: list[dict[str, Any]] = []
-        keys = []
-        for judge in panel.judges:
-            identity = judge.identity()
-            keys.append(cls.key(judge, request, seen.count(identity)))
-            seen.append(identity)
-        return keys
+        return [cls.key(judge, request, sample) for judge, sample in zip(panel.judges, cls.samples(panel), strict=True)]
 
     def cached(self, panel: Panel, request: JudgeRequest, count: bool = True) -> list[JudgeResult] | None:
         """Every judge's verdict from the store, or None at the first one missing: an output judged before needs
