@@ -138,6 +138,28 @@ def test_a_call_over_the_limit_waits_for_a_slot() -> None:
     assert asyncio.run(scenario()) == ["first released", "second admitted"]
 
 
+def test_a_release_wakes_as_many_waiters_as_there_are_slots_and_a_cancelled_one_passes_its_slot_on() -> None:
+    async def scenario() -> tuple[int, list[str]]:
+        clock = FakeTime()
+        limit = AdaptiveLimit(1, clock, clock.sleep)
+        first = await limit.acquire()
+        admitted: list[str] = []
+
+        async def wait(name: str) -> None:
+            limit.release(await limit.acquire(), succeeded=True, limited=False, pause=None)
+            admitted.append(name)
+
+        waiting = {name: asyncio.ensure_future(wait(name)) for name in ("second", "third")}
+        await asyncio.sleep(0)
+        limit.release(first, succeeded=True, limited=False, pause=None)  # one slot: only the longest waiting
+        still_queued = len(limit._waiters)
+        waiting["second"].cancel()  # woken, but cancelled before it ran: its slot goes to the third
+        await asyncio.wait_for(asyncio.gather(*waiting.values(), return_exceptions=True), 10)
+        return still_queued, admitted
+
+    assert asyncio.run(scenario()) == (1, ["third"])
+
+
 def test_a_retry_after_pauses_every_new_call_of_the_judge() -> None:
     async def scenario() -> tuple[list[float], float]:
         clock = FakeTime()

@@ -11,6 +11,7 @@ sees (the shared buckets already keep the workers' combined rate).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 import time
@@ -140,7 +141,7 @@ class AdaptiveLimit:
         self._sleep = sleep
         self._generation = 0
         self._successes = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def acquire(self) -> Ticket:
         paused = 0.0
@@ -155,7 +156,12 @@ class AdaptiveLimit:
             else:
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
-                await waiter
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():  # woken, then cancelled: pass the slot on
+                        self._wake()
+                    raise
 
     def release(self, ticket: Ticket, *, succeeded: bool, limited: bool, pause: float | None) -> None:
         self.in_flight -= 1
@@ -170,10 +176,17 @@ class AdaptiveLimit:
             if self._successes >= self.limit:
                 self.limit += 1
                 self._successes = 0
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:  # each checks again; one cancelled meanwhile must not keep a slot from the rest
-            if not waiter.done():
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the longest waiting, as many as there are free slots: waking every waiter on every release
+        would cost each release as many wake-ups as calls queued (thousands, when a suite is judged up front)."""
+        free = self.limit - self.in_flight
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # one cancelled meanwhile keeps no slot from the rest
                 waiter.set_result(None)
+                free -= 1
 
 
 class Call:
