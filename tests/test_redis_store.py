@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import LajProject
+from test_xdist_prefetch import assert_a_stopped_run_cancels_every_workers_judging
 
 from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
 from pytest_laj.core.modes import CacheMode
@@ -365,3 +366,8 @@ def test_a_store_that_cannot_be_reached_is_a_cache_error(tmp_path: Path) -> None
     with pytest.raises(CacheError, match=r"cannot be reached") as raised:
         store.check()
     assert "another-long-password" not in str(raised.value)
+
+
+def test_a_stopped_run_reaches_every_worker_through_the_store(project: LajProject, redis_url: str) -> None:
+    _ini(project, redis_url)  # the controller leaves its stop where the workers look: in Redis, not the directory
+    assert_a_stopped_run_cancels_every_workers_judging(project)

@@ -83,6 +83,11 @@ SLOW_CASES = "cases:\n  - {id: bad, output: 'You should do it.'}\n" + "".join(
 
 
 def test_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> None:
+    assert_a_stopped_run_cancels_every_workers_judging(project)
+
+
+def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> None:
+    """`-x` under `-n 2` with slow judging up front: the controller's stop reaches every worker."""
     (project.pytester.path / "cases.yaml").write_text(SLOW_CASES)
     slow = "\n      - {match: '^Slow', latency_ms: 4000, times: always}"  # for every judge
     rules = RULES.replace("  alpha:", "  alpha:\n    faults:" + slow).replace("  beta:", "  beta:\n    faults:" + slow)

@@ -127,10 +127,10 @@ class RunReporter:
         settings = self.config.stash[SETTINGS]
         if self.stop_told or self.run_id is None or not (settings.cache_mode.reads and settings.cache_mode.writes):
             return
-        from pytest_laj.store.cache import Store, VerdictCache
+        from pytest_laj.store.cache import Store, open_backend
 
         self.stop_told = True
-        cache = VerdictCache(settings.cache_dir)
+        cache = open_backend(settings.cache_dir, settings.cache_url, read_only=False)  # where the workers look
         try:
             Store(cache, settings.cache_mode).set(STOPPED.format(run=self.run_id), True)
         finally:
