@@ -117,6 +117,9 @@ def test_per_item_asks_each_visited_item_once_and_reaches_the_whole_modes_verdic
     root = project.pytester.path
     verdicts = _verdicts(root / "items.json")
     assert verdicts == _verdicts(root / "whole.json")
+    for report, asked in (("whole.json", "whole"), ("items.json", "per_item")):  # the report says how
+        records = json.loads((root / report).read_text())["records"]
+        assert {record["assessment"]["asked"] for record in records} == {asked}
     outcome, criteria = next(v for nodeid, v in verdicts.items() if nodeid.endswith("test_split"))
     assert outcome == "review"
     assert ("openai/gamma", "best_practice") in [vote[:2] for vote in criteria["maintains_boundaries"][1]]

@@ -19,6 +19,7 @@ from pytest_laj.core.models import (
     PathStep,
     Vote,
 )
+from pytest_laj.core.modes import AskMode
 from pytest_laj.core.rubric import Criterion, Level, Rubric, Thresholds
 from pytest_laj.core.vera import NOT_RELEVANT_LEVEL, vera_score
 
@@ -168,6 +169,7 @@ def aggregate(
     identity: str = "",
     label_key: str = "",
     human: Mapping[str, HumanCall] | None = None,
+    asked: AskMode = AskMode.WHOLE,
 ) -> Assessment:
     """Apply the outcome rules, in order: ERROR (no quorum), REVIEW, FAIL, PASS.
 
@@ -251,6 +253,7 @@ def aggregate(
         output=output,
         criteria=criteria,
         judges=list(results),
+        asked=asked,
         review_criteria=review,
         provisional=provisional,
         identity=identity,

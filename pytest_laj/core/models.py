@@ -8,6 +8,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from pytest_laj.core.conversation import Conversation
+from pytest_laj.core.modes import AskMode
 from pytest_laj.core.printable import printable
 
 __all__ = [
@@ -181,6 +182,11 @@ class Assessment(BaseModel):
     conversation: Conversation | None = Field(default=None, description="the turns, when a conversation was judged")
     criteria: dict[str, CriterionResult]
     judges: list[JudgeResult]
+    asked: AskMode = Field(
+        default=AskMode.WHOLE,
+        description="how each judge was asked: whole (the rubric in one call) or per_item (a question graph one "
+        "question per call, along that judge's path)",
+    )
     review_criteria: list[str] = Field(default_factory=list)
     provisional: Outcome | None = Field(
         default=None, description="for a REVIEW: the outcome the panel's consensus alone gives (pass or fail)"

@@ -15,6 +15,7 @@ from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.case import Case
 from pytest_laj.core.labels import human_calls
 from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
+from pytest_laj.core.modes import AskMode
 from pytest_laj.core.rubric import Rubric, RubricRegistry
 from pytest_laj.engine.loop import EventLoopThread
 from pytest_laj.engine.per_item import PerItem
@@ -151,6 +152,7 @@ class Engine:
             identity=prepared.identity(),
             label_key=key,
             human=self._human_calls(key, prepared),
+            asked=AskMode.PER_ITEM if prepared.per_item else AskMode.WHOLE,
         )
         if conversation is None and not notes:
             return assessment
