@@ -243,19 +243,25 @@ class Rubric(_Frozen):
     def fingerprint(self) -> str:
         """Content hash: any edit to the rubric makes cached verdicts stale. Computed once (the rubric is frozen):
         every judge of every assessment asks for it when it builds its cache key."""
-        owner, digest = self._fingerprint
-        if owner != id(self):  # model_copy(update=...) copies private attributes: a copy hashes itself anew
+        digest = self._kept("_fingerprint")
+        if digest is None:
             digest = _digest(self.model_dump(mode="json"))
             self._fingerprint = (id(self), digest)
         return digest
+
+    def _kept(self, name: str) -> str | None:
+        """A hash this object computed before (model_copy(update=...) copies private attributes: a copy hashes
+        itself anew). Read from pydantic's private store directly: its attribute path for a private attribute
+        costs microseconds, and every cache key asks."""
+        owner, digest = (self.__pydantic_private__ or {})[name]
+        return digest if owner == id(self) else None
 
     def judged_fingerprint(self) -> str:
         """A hash of what a person rating an output reads: the levels and each criterion's question, guidance and
         levels. Weights, thresholds and multipliers change what a rating costs, not the rating: editing them keeps
         a human's labels. Computed once, like `fingerprint`: every assessment's label key asks for it."""
-        owner, digest = self._judged_fingerprint
-        if owner == id(self):
-            return digest
+        if (kept := self._kept("_judged_fingerprint")) is not None:
+            return kept
         what_is_asked: dict[str, Any] = {
             "id": self.id,
             "levels": [_asked(level) for level in self.levels],
