@@ -21,13 +21,17 @@ import pytest
 from conftest import BASE_ARGS, LajProject
 from test_engine import PANEL, FakeJudges, spec
 
+from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
 from pytest_laj.core.modes import CacheMode
 from pytest_laj.engine.session import Engine
 from pytest_laj.engine.settings import Settings
 from pytest_laj.judges.base import JudgeSpec
-from pytest_laj.store.cache import HEARTBEAT_SECONDS, STALE_BEATS, CacheError, VerdictCache
+from pytest_laj.store.cache import HEARTBEAT_SECONDS, STALE_BEATS, CacheError, Store, VerdictCache
+from pytest_laj.store.keys import CACHE_FORMAT
 
 AssertOutcomes = Callable[..., None]
+
+VERDICT = JudgeVerdict(criteria={"boundaries": CriterionVerdict(level="suboptimal", rationale="hedges")})
 
 REPLIES = """
     import pytest
@@ -364,3 +368,35 @@ def test_a_holder_keeps_its_claim_alive_with_heartbeats(tmp_path: Path) -> None:
     asyncio.run(hold())
     assert cache._open().get("claim:k") is None
     cache.close()
+
+
+def test_verdicts_read_ahead_take_a_query_per_few_hundred_keys_and_each_is_taken_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "cache"
+    writer = Store(VerdictCache(directory), CacheMode.RW)
+    keys = [f"verdict-{n}" for n in range(1200)]
+    for key in keys[::2]:
+        writer.keep_verdict(key, VERDICT, "alpha")
+    writer.cache._write("stale", {"format": CACHE_FORMAT, "prompt": "an older prompt", "verdict": {}})
+    expected = [VERDICT if n % 2 == 0 else None for n in range(len(keys))]
+
+    for store in (writer, Store(VerdictCache(directory, read_only=True), CacheMode.REPLAY)):
+        one_at_a_time: list[str] = []
+        read_one = store.cache._read
+        monkeypatch.setattr(
+            store.cache, "_read", lambda key, _seen=one_at_a_time, _read=read_one: _seen.append(key) or _read(key)
+        )
+        store.cache.read_many(["opens the reader"])
+        reader = store.cache._batch or store.cache._open()
+        queries: list[str] = []
+        assert reader._con is not None
+        reader._con.set_trace_callback(queries.append)
+        with store.reading_ahead([*keys, "stale"]):
+            assert [store.verdict(key) for key in keys] == expected
+            assert store.verdict("stale") is None  # another prompt version: a miss, as when read alone
+            assert (len(queries), one_at_a_time) == (3, [])  # 1,201 keys, 500 to a query
+            assert store.verdict(keys[0]) == VERDICT  # taken once: read again
+        assert one_at_a_time == [keys[0]]
+        assert store.verdict(keys[2]) == VERDICT and one_at_a_time == [keys[0], keys[2]]  # the rest dropped
+        store.cache.close()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import pytest
 from conftest import CASES_SUITE, RULES, LajProject
+
+from pytest_laj.core.models import JudgeVerdict
+from pytest_laj.store.backend import Backend
+from pytest_laj.store.cache import VerdictCache
 
 AssertOutcomes = Callable[..., None]
 
@@ -135,3 +141,30 @@ def test_a_producer_makes_the_outputs_once_per_version(
     assert_laj_outcomes(project.run("-k", "greets"), passed=1, deselected=2)
     # Produced once per version, only for cases without a recorded output, only for selected ones.
     assert (path / "produced.txt").read_text().splitlines() == ["despairs,greets", "", "greets"]
+
+
+def test_a_suite_judged_up_front_reads_its_stored_verdicts_a_batch_at_a_time(
+    project: LajProject, monkeypatch: pytest.MonkeyPatch, assert_laj_outcomes: AssertOutcomes
+) -> None:
+    """A rerun reads no verdict one at a time: a shared store would make each a network round trip."""
+    (project.pytester.path / "cases.yaml").write_text(CASES)
+    project.tests(CASES_SUITE)
+    assert_laj_outcomes(project.run(), passed=3, failed=1, review=1)
+    one_at_a_time: list[str] = []
+    batches: list[int] = []
+    get, read_many = Backend.get, VerdictCache.read_many
+
+    def counted_get(backend: Backend, key: str) -> JudgeVerdict | None:
+        one_at_a_time.append(key)
+        return get(backend, key)
+
+    def counted_many(backend: VerdictCache, keys: Sequence[str]) -> list[Any]:
+        batches.append(len(keys))
+        return read_many(backend, keys)
+
+    monkeypatch.setattr(Backend, "get", counted_get)
+    monkeypatch.setattr(VerdictCache, "read_many", counted_many)
+    warm = project.run()
+    assert_laj_outcomes(warm, passed=3, failed=1, review=1)
+    warm.stdout.fnmatch_lines(["judge calls: 0 made, 15 from cache"])
+    assert (batches, one_at_a_time) == ([15], [])  # five cases, three judges: one trip

@@ -149,6 +149,30 @@ def test_entries_round_trip_under_the_modes_rules(redis_url: str, redis_server: 
     assert (writer.verdict("v"), writer.output("o")) == (None, None)  # stale or damaged: a miss
 
 
+def test_verdicts_read_ahead_take_an_mget_per_few_hundred_keys(
+    own_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(RedisStore(own_server.url), CacheMode.RW)
+    keys = [f"verdict-{n}" for n in range(1200)]
+    for key in keys[::3]:
+        store.keep_verdict(key, VERDICT, "alpha")
+    own_server.client.set(PREFIX + "damaged", b"not json")
+    client = store.cache._open()  # type: ignore[attr-defined]
+    commands: list[str] = []
+    for name in ("get", "mget"):
+        command = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda *args, _c=command, _n=name: commands.append(_n) or _c(*args))
+    with store.reading_ahead([*keys, "damaged"]):
+        assert [store.verdict(key) for key in keys] == [VERDICT if n % 3 == 0 else None for n in range(len(keys))]
+        assert store.verdict("damaged") is None
+    assert commands == ["mget", "mget", "mget"]  # 1,201 keys, 500 to a trip; none one at a time
+
+    own_server.stop()  # gone: every read a miss, said once
+    with store.reading_ahead(keys):
+        assert store.verdict(keys[0]) is None
+    assert store.cache.lost is not None
+
+
 def test_budget_counters_are_atomic_increments_kept_for_a_while(redis_url: str, redis_server: RedisServer) -> None:
     store = RedisStore(redis_url)
     one, two = Budget(2, None, "run-1", store.counter("run-1")), Budget(2, None, "run-1", store.counter("run-1"))

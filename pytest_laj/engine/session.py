@@ -36,6 +36,8 @@ from pytest_laj.store.labels import LabelStore
 
 __all__ = ["Engine"]
 
+_READ_AHEAD = 256  # specs judged up front per batch of verdict reads
+
 
 class Engine:
     def __init__(self, settings: Settings, make_judge: MakeJudge, find_producer: FindProducer = lambda: None) -> None:
@@ -230,10 +232,32 @@ class Engine:
     def prefetch(self, owner: str, spec: AssessmentSpec) -> bool:
         """Start judging now; `assess` of an equal spec later collects the result instead of calling again. A
         spec that cannot be prepared is left for its test (`owner`) to report."""
+        prepared = self._prepared(spec)
+        return prepared is not None and self._prefetch(owner, prepared)
+
+    def prefetch_all(self, owned: Sequence[tuple[str, AssessmentSpec]]) -> int:
+        """`prefetch` for many specs, a batch at a time, each batch's stored verdicts read in one trip; returns
+        how many were scheduled."""
+        scheduled = 0
+        for start in range(0, len(owned), _READ_AHEAD):
+            batch = [(owner, self._prepared(spec)) for owner, spec in owned[start : start + _READ_AHEAD]]
+            keys = [
+                key
+                for _, prepared in batch
+                if prepared is not None and prepared.request.criteria and not prepared.per_item
+                for key in Rater.keys(prepared.panel, prepared.request)
+            ]
+            with self.store.reading_ahead(keys):
+                scheduled += sum(self._prefetch(owner, prepared) for owner, prepared in batch if prepared is not None)
+        return scheduled
+
+    def _prepared(self, spec: AssessmentSpec) -> Prepared | None:
         try:
-            prepared = self.prepare(spec)
+            return self.prepare(spec)
         except (UsageError, TypeError):
-            return False
+            return None
+
+    def _prefetch(self, owner: str, prepared: Prepared) -> bool:
         counted = not self.shares_prefetch  # a worker's share: read again by the worker whose test runs it
         results = self._cached(prepared, count=counted)
         future = self.loop.submit(self._rate_up_front(prepared)) if results is None else finished(results)

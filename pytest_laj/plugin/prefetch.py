@@ -57,19 +57,19 @@ def prefetch_share(settings: Settings, workerinput: dict[str, object] | None) ->
 
 def prefetch_cases(engine: Engine, items: Iterable[pytest.Item], share: Share = EVERY_CASE) -> int:
     """Start judging, up front and concurrently, this process's share of the selected tests' cases (judged with
-    each marker's rubric), in the order the tests run; each test's own `laj.check` then collects its finished
+    each marker's rubric), in the order the tests run, recorded outputs (their stored verdicts read a batch at a
+    time) before the cases whose outputs are produced; each test's own `laj.check` then collects its finished
     assessment, or (under xdist, for another worker's share) reads its verdicts from the cache."""
     found = list(_cases(items))
     ranks = {nodeid: rank for rank, nodeid in enumerate(sorted(nodeid for nodeid, _, _ in found))}
-    scheduled = 0
-    for nodeid, spec, case in found:
-        if ranks[nodeid] % share.count != share.index:
-            continue
-        if case.output is not None or case.conversation is not None:
-            scheduled += engine.prefetch(nodeid, spec)
-        else:
-            scheduled += engine.prefetch_produced(nodeid, spec, case)
-    return scheduled
+    mine = [(nodeid, spec, case) for nodeid, spec, case in found if ranks[nodeid] % share.count == share.index]
+    recorded = [(nodeid, spec) for nodeid, spec, case in mine if _recorded(case)]
+    produced = [(nodeid, spec, case) for nodeid, spec, case in mine if not _recorded(case)]
+    return engine.prefetch_all(recorded) + sum(engine.prefetch_produced(*entry) for entry in produced)
+
+
+def _recorded(case: Case) -> bool:
+    return case.output is not None or case.conversation is not None
 
 
 def _cases(items: Iterable[pytest.Item]) -> Iterator[tuple[str, AssessmentSpec, Case]]:

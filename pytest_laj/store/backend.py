@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -62,8 +63,17 @@ class Backend(abc.ABC):
         """Budget counters shared by a run's processes, when the store keeps them; None: the budget's own."""
         return None
 
+    def read_many(self, keys: Sequence[str]) -> list[Any]:
+        """The entries of many keys, in order (None where there is none): one at a time here, in one trip where
+        the store can fetch several at once."""
+        return [self._read(key) for key in keys]
+
     def get(self, key: str) -> JudgeVerdict | None:
-        entry = self._read(key)
+        return self.verdict_of(self._read(key))
+
+    @staticmethod
+    def verdict_of(entry: Any) -> JudgeVerdict | None:
+        """The verdict an entry holds; None for one of another format or prompt version, or damaged."""
         if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("prompt") != PROMPT_VERSION:
             return None
         try:

@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = ["HEARTBEAT_SECONDS", "LAST_RUN", "STALE_BEATS", "CacheError", "Store"
 
 
 _PROBE = "pytest-laj:probe"
+_KEYS_PER_QUERY = 500
 
 
 def _alive(pid: object) -> bool:
@@ -87,18 +88,28 @@ class _ReadOnly:
             self._con = sqlite3.connect(f"{database.as_uri()}?immutable=1", uri=True, check_same_thread=False)
 
     def get(self, key: str) -> Any:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """Many entries, a query per few hundred keys (SQLite's limit on a query's parameters is far above)."""
         if self._con is None:
-            return None
-        db_key, raw = self._disk.put(key)
-        select = (
-            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
-            " AND (expire_time IS NULL OR expire_time > ?)"
-        )
-        with self._lock:
-            rows = self._con.execute(select, (db_key, raw, time.time())).fetchall()
-        if not rows:
-            return None
-        ((mode, filename, value),) = rows
+            return [None] * len(keys)
+        encoded = [self._disk.put(key) for key in keys]
+        found: dict[tuple[Any, bool], Any] = {}
+        for start in range(0, len(encoded), _KEYS_PER_QUERY):
+            chunk = encoded[start : start + _KEYS_PER_QUERY]
+            for raw in {raw for _, raw in chunk}:
+                db_keys = [db_key for db_key, of in chunk if of == raw]
+                select = (
+                    "SELECT key, mode, filename, value FROM Cache WHERE raw = ? AND key IN "
+                    f"({','.join('?' * len(db_keys))}) AND (expire_time IS NULL OR expire_time > ?)"
+                )
+                with self._lock:
+                    rows = self._con.execute(select, (raw, *db_keys, time.time())).fetchall()
+                found.update({(db_key, raw): self._fetched(*entry) for db_key, *entry in rows})
+        return [found.get(key) for key in encoded]
+
+    def _fetched(self, mode: int, filename: str | None, value: Any) -> Any:
         try:
             return self._disk.fetch(mode, filename, value, False)
         except OSError:  # a value file removed since: a miss, as diskcache has it
@@ -135,6 +146,7 @@ class VerdictCache(Backend):
         self._heartbeat = heartbeat
         self._host = socket.gethostname()
         self._cache: Any = None
+        self._batch: _ReadOnly | None = None  # reads many keys at once beside a writable cache
         self._opening = threading.Lock()
 
     @contextlib.contextmanager
@@ -240,6 +252,16 @@ class VerdictCache(Backend):
         with self._usable():
             return self._open().get(key)
 
+    def read_many(self, keys: Sequence[str]) -> list[Any]:
+        """In a few queries, through a read-only connection beside diskcache's own (which reads one key a query)."""
+        with self._usable():
+            cache = self._open()
+            if self.read_only:
+                return list(cache.get_many(keys))
+            if self._batch is None or self._batch._con is None:  # none yet, or opened before the database was
+                self._batch = _ReadOnly(self.directory)
+            return self._batch.get_many(keys)
+
     def _write(self, key: str, entry: dict[str, Any]) -> None:
         with self._usable():
             self._open().set(key, entry)
@@ -248,6 +270,12 @@ class VerdictCache(Backend):
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+
+
+_UNREAD = object()
 
 
 class Store:
@@ -259,6 +287,7 @@ class Store:
     def __init__(self, cache: Backend, mode: CacheMode) -> None:
         self.cache = cache
         self.mode = mode
+        self._ahead: dict[str, Any] = {}  # entries read ahead, each taken once
 
     @property
     def reads(self) -> bool:
@@ -273,7 +302,22 @@ class Store:
         return self.mode.calls_judges
 
     def verdict(self, key: str) -> JudgeVerdict | None:
-        return self.cache.get(key) if self.reads else None
+        if not self.reads:
+            return None
+        entry = self._ahead.pop(key, _UNREAD)
+        return self.cache.get(key) if entry is _UNREAD else self.cache.verdict_of(entry)
+
+    @contextlib.contextmanager
+    def reading_ahead(self, keys: Sequence[str]) -> Iterator[None]:
+        """Verdicts about to be read, fetched in one trip: judging a suite up front reads thousands, and a shared
+        store is a network round trip each. Each is taken once (a judge asked later reads again); what is left
+        is dropped at the end."""
+        if self.reads and keys:
+            self._ahead = dict(zip(keys, self.cache.read_many(keys), strict=True))
+        try:
+            yield
+        finally:
+            self._ahead = {}
 
     def keep_verdict(self, key: str, verdict: JudgeVerdict, judge: str) -> None:
         if self.writes:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from pytest_laj.core.redact import redact, remember_secrets, url_credentials
@@ -31,6 +31,7 @@ PREFIX = "pytest-laj:"
 
 _COUNTERS_KEPT = 24 * 3600  # seconds a run's budget counters outlive its last increment
 _TIMEOUT = 5.0  # seconds for one command or connection: a server that takes longer is gone
+_MGET_KEYS = 500  # keys per MGET: one round trip, a reply of a few hundred kB
 
 
 class RedisStore(Backend):
@@ -104,12 +105,18 @@ class RedisStore(Backend):
         if self.lost is None:
             with self._guard():
                 raw = self._open().get(PREFIX + key)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:  # not ours, or damaged: a miss
-            return None
+        return _decoded(raw)
+
+    def read_many(self, keys: Sequence[str]) -> list[Any]:
+        """One `MGET` per few hundred keys: a round trip each would cost far more than reading."""
+        raws: list[Any] = [None] * len(keys)
+        for start in range(0, len(keys), _MGET_KEYS):
+            if self.lost is not None:
+                break
+            with self._guard():
+                chunk = [PREFIX + key for key in keys[start : start + _MGET_KEYS]]
+                raws[start : start + len(chunk)] = self._open().mget(chunk)
+        return [_decoded(raw) for raw in raws]
 
     def _write(self, key: str, entry: dict[str, Any]) -> None:
         if self.read_only or self.lost is not None:
@@ -157,6 +164,15 @@ class RedisStore(Backend):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _decoded(raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:  # not ours, or damaged: a miss
+        return None
 
 
 class _Counters:
