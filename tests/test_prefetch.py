@@ -143,28 +143,35 @@ def test_a_producer_makes_the_outputs_once_per_version(
     assert (path / "produced.txt").read_text().splitlines() == ["despairs,greets", "", "greets"]
 
 
-def test_a_suite_judged_up_front_reads_its_stored_verdicts_a_batch_at_a_time(
+def test_a_suite_judged_up_front_reads_its_stored_verdicts_and_scans_a_batch_at_a_time(
     project: LajProject, monkeypatch: pytest.MonkeyPatch, assert_laj_outcomes: AssertOutcomes
 ) -> None:
-    """A rerun reads no verdict one at a time: a shared store would make each a network round trip."""
+    """A rerun reads no verdict or injection scan one at a time: a shared store would make each a round trip."""
     (project.pytester.path / "cases.yaml").write_text(CASES)
     project.tests(CASES_SUITE)
     assert_laj_outcomes(project.run(), passed=3, failed=1, review=1)
     one_at_a_time: list[str] = []
-    batches: list[int] = []
-    get, read_many = Backend.get, VerdictCache.read_many
+    batches: list[list[str]] = []
+    get, get_memo, read_many = Backend.get, Backend.get_memo, VerdictCache.read_many
 
     def counted_get(backend: Backend, key: str) -> JudgeVerdict | None:
         one_at_a_time.append(key)
         return get(backend, key)
 
+    def counted_memo(backend: Backend, key: str) -> Any:
+        one_at_a_time.append(key)
+        return get_memo(backend, key)
+
     def counted_many(backend: VerdictCache, keys: Sequence[str]) -> list[Any]:
-        batches.append(len(keys))
+        batches.append(list(keys))
         return read_many(backend, keys)
 
     monkeypatch.setattr(Backend, "get", counted_get)
+    monkeypatch.setattr(Backend, "get_memo", counted_memo)
     monkeypatch.setattr(VerdictCache, "read_many", counted_many)
     warm = project.run()
     assert_laj_outcomes(warm, passed=3, failed=1, review=1)
     warm.stdout.fnmatch_lines(["judge calls: 0 made, 15 from cache"])
-    assert (batches, one_at_a_time) == ([15], [])  # five cases, three judges: one trip
+    assert [len(keys) for keys in batches] == [20]  # five cases, three judges and a scan each: one trip
+    assert sum(key.startswith("injection:") for key in batches[0]) == 5
+    assert {key.split(":")[0] for key in one_at_a_time} == {"alpha"}  # the run's agreement, at its end

@@ -21,6 +21,7 @@ from typing import Any
 from pytest_laj.core.case import Case
 from pytest_laj.core.models import JudgeResult
 from pytest_laj.core.rubric import Rubric
+from pytest_laj.engine.scan import Scan
 from pytest_laj.engine.spec import AssessmentSpec, Prepared
 
 __all__ = ["Prefetched", "Prefetcher", "Unclaimed"]
@@ -55,6 +56,7 @@ class Prefetched:
     prepared: Prepared
     future: Results
     hits: int = 0
+    found: Scan | None = None  # the injection scan, when it was made up front too
 
 
 @dataclass(frozen=True)

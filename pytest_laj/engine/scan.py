@@ -17,11 +17,12 @@ from typing import Any
 
 from pytest_laj.core.conversation import Conversation, Message, turn_label
 from pytest_laj.core.injection import DETECTOR_VERSION, InjectionFinding, find_injection, without_spans
+from pytest_laj.core.rubric import Rubric
 from pytest_laj.judges.protocol import JudgeRequest
 from pytest_laj.store.cache import Store
 from pytest_laj.store.keys import injection_key
 
-__all__ = ["Scan", "scan"]
+__all__ = ["Scan", "scan", "scan_key"]
 
 _TEST_DATA_TURNS = (turn_label(0, "user").removesuffix(" 0"), turn_label(0, "system").removesuffix(" 0"))
 
@@ -82,19 +83,29 @@ class Scan:
         return cls(strong, [f for f in found if f not in notes], notes)
 
 
-def scan(request: JudgeRequest, store: Store) -> Scan:
-    """Where the output or the input (or a conversation's turns) address the judges."""
-    rubric = request.rubric
+def _ids(rubric: Rubric) -> tuple[list[str], list[str]]:
+    """The rubric's level and criterion ids: what the detector looks for besides its own patterns."""
     level_ids = sorted({level.id for c in rubric.criteria for level in rubric.levels_for(c)})
-    criterion_ids = sorted(c.id for c in rubric.criteria)
+    return level_ids, sorted(c.id for c in rubric.criteria)
+
+
+def scan_key(request: JudgeRequest) -> str:
+    """Where the scan of the request's texts is kept."""
+    level_ids, criterion_ids = _ids(request.rubric)
     if request.conversation is None:
         text = request.output + "\0" + (request.input or "")
     else:
         text = json.dumps(request.conversation.key())
-    key = injection_key(DETECTOR_VERSION, level_ids, criterion_ids, text)
+    return injection_key(DETECTOR_VERSION, level_ids, criterion_ids, text)
+
+
+def scan(request: JudgeRequest, store: Store) -> Scan:
+    """Where the output or the input (or a conversation's turns) address the judges."""
+    key = scan_key(request)
     known = Scan.from_store(store.get(key))
     if known is not None:
         return known
+    level_ids, criterion_ids = _ids(request.rubric)
     texts = [(request.output, "output"), *([] if request.input is None else [(request.input, "input")])]
     if request.conversation is not None:
         texts = [(m.content, turn_label(n, m.role)) for n, m in enumerate(request.conversation.messages, start=1)]

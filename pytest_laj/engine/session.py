@@ -22,7 +22,7 @@ from pytest_laj.engine.per_item import PerItem
 from pytest_laj.engine.prefetch import Prefetched, Prefetcher, finished
 from pytest_laj.engine.produce import FindProducer, Producing
 from pytest_laj.engine.rating import Rater
-from pytest_laj.engine.scan import Scan, scan
+from pytest_laj.engine.scan import Scan, scan, scan_key
 from pytest_laj.engine.settings import Settings
 from pytest_laj.engine.spec import AssessmentSpec, Prepared, check_spec, prepare
 from pytest_laj.errors import UsageError
@@ -182,7 +182,7 @@ class Engine:
         else:
             prepared = self.prepare(spec)
             results = self._judge(prepared)
-        found = scan(prepared.request, self.store)
+        found = self._scanned(prepared, taken)
         return self._aggregate(prepared, results, found, self._judged(self._second_opinion(prepared, found)))
 
     async def aassess(self, spec: AssessmentSpec) -> Assessment:
@@ -193,9 +193,13 @@ class Engine:
         else:
             prepared = self.prepare(spec)
             results = await self._ajudged(prepared)
-        found = scan(prepared.request, self.store)
+        found = self._scanned(prepared, taken)
         second = self._second_opinion(prepared, found)
         return self._aggregate(prepared, results, found, None if second is None else await self._ajudged(second))
+
+    def _scanned(self, prepared: Prepared, taken: Prefetched | None) -> Scan:
+        found = taken.found if taken is not None else None
+        return found if found is not None else scan(prepared.request, self.store)
 
     def _take(self, spec: AssessmentSpec) -> Prefetched | None:
         """The assessment judged up front for this spec, its cache reads now counted as the run's."""
@@ -241,14 +245,17 @@ class Engine:
         scheduled = 0
         for start in range(0, len(owned), _READ_AHEAD):
             batch = [(owner, self._prepared(spec)) for owner, spec in owned[start : start + _READ_AHEAD]]
-            keys = [
+            ready = [(owner, prepared) for owner, prepared in batch if prepared is not None]
+            keys = [scan_key(prepared.request) for _, prepared in ready]
+            keys += [
                 key
-                for _, prepared in batch
-                if prepared is not None and prepared.request.criteria and not prepared.per_item
+                for _, prepared in ready
+                if prepared.request.criteria and not prepared.per_item
                 for key in Rater.keys(prepared.panel, prepared.request)
             ]
             with self.store.reading_ahead(keys):
-                scheduled += sum(self._prefetch(owner, prepared) for owner, prepared in batch if prepared is not None)
+                for owner, prepared in ready:  # scanned now too, the scan's memo read with the verdicts
+                    scheduled += self._prefetch(owner, prepared, scan(prepared.request, self.store))
         return scheduled
 
     def _prepared(self, spec: AssessmentSpec) -> Prepared | None:
@@ -257,12 +264,12 @@ class Engine:
         except (UsageError, TypeError):
             return None
 
-    def _prefetch(self, owner: str, prepared: Prepared) -> bool:
+    def _prefetch(self, owner: str, prepared: Prepared, found: Scan | None = None) -> bool:
         counted = not self.shares_prefetch  # a worker's share: read again by the worker whose test runs it
         results = self._cached(prepared, count=counted)
         future = self.loop.submit(self._rate_up_front(prepared)) if results is None else finished(results)
         hits = 0 if counted or results is None else len(results)
-        self.prefetcher.add(Prefetched(owner, prepared, future, hits))
+        self.prefetcher.add(Prefetched(owner, prepared, future, hits, found))
         return True
 
     async def _rate_up_front(self, prepared: Prepared) -> list[JudgeResult]:

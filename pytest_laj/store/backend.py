@@ -106,6 +106,10 @@ class Backend(abc.ABC):
             entry = self._read(key)
         except CacheError:
             return None
+        return self.memo_of(entry)
+
+    @staticmethod
+    def memo_of(entry: Any) -> Any:
         return entry.get("value") if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
 
     def set_memo(self, key: str, value: Any) -> None:

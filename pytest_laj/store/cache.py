@@ -309,9 +309,9 @@ class Store:
 
     @contextlib.contextmanager
     def reading_ahead(self, keys: Sequence[str]) -> Iterator[None]:
-        """Verdicts about to be read, fetched in one trip: judging a suite up front reads thousands, and a shared
-        store is a network round trip each. Each is taken once (a judge asked later reads again); what is left
-        is dropped at the end."""
+        """Verdicts (and memos) about to be read, fetched in one trip: judging a suite up front reads thousands,
+        and a shared store is a network round trip each. Each is taken once (a judge asked later reads again);
+        what is left is dropped at the end."""
         if self.reads and keys:
             self._ahead = dict(zip(keys, self.cache.read_many(keys), strict=True))
         try:
@@ -332,7 +332,10 @@ class Store:
 
     def get(self, key: str) -> Any:
         """A memo, or None."""
-        return self.cache.get_memo(key) if self.reads else None
+        if not self.reads:
+            return None
+        entry = self._ahead.pop(key, _UNREAD)
+        return self.cache.get_memo(key) if entry is _UNREAD else self.cache.memo_of(entry)
 
     def set(self, key: str, value: Any) -> None:
         if self.writes:
