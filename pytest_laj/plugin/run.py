@@ -218,7 +218,10 @@ class RunReporter:
 
             self.collector.add_calls(CallStats.model_validate(data))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """First: on the xdist controller every worker has sent its records and counts by now, so the run is
+        built and written while xdist's own session finish waits for the workers' processes to exit."""
         self._settle_prefetch(session, exitstatus)
         calls = self._calls()
         if self.is_worker:
@@ -229,10 +232,6 @@ class RunReporter:
             if (lost := self._lost()) is not None:
                 self.config.workeroutput[WORKER_LOST] = lost  # type: ignore[attr-defined]
         else:
-            if self.run_id is not None:  # every worker is down: what they shared for this run goes
-                from pytest_laj.judges.budget import forget_run
-
-                forget_run(self.run_id)
             if calls is not None:
                 self.collector.add_calls(calls)
             if self.shared:
@@ -310,8 +309,14 @@ class RunReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self) -> None:
-        """Let the run's records go before pytest's closing garbage collections walk them."""
+        """Let the run's records go before pytest's closing garbage collections walk them. On the xdist
+        controller every worker is gone by now (xdist tears them down at session finish): what they shared for
+        this run goes."""
         self._collector = self.run = None
+        if self.run_id is not None:
+            from pytest_laj.judges.budget import forget_run
+
+            forget_run(self.run_id)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
