@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import os
 import sys
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,8 +221,7 @@ class RunReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """First: on the xdist controller every worker has sent its records and counts by now, so the run is
-        built and written while xdist's own session finish waits for the workers' processes to exit."""
+        """First, so that on the xdist controller the workers' processes exit while the run is built."""
         self._settle_prefetch(session, exitstatus)
         calls = self._calls()
         if self.is_worker:
@@ -232,18 +232,27 @@ class RunReporter:
             if (lost := self._lost()) is not None:
                 self.config.workeroutput[WORKER_LOST] = lost  # type: ignore[attr-defined]
         else:
-            if calls is not None:
-                self.collector.add_calls(calls)
-            if self.shared:
-                self.collector.add_calls(self._shared_uncollected())
-            if self._collector is not None:
-                self.run = self._finish(session)
-                self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
-                self.unwritten = self._write_reports(self.run)
-                saved, unsaved = baseline.save_run(self.config.stash[SETTINGS], self.run)
-                self.written, self.unwritten = self.written + saved, self.unwritten + unsaved
+            workers_down = _tear_down_workers(self.config)
+            try:
+                self._build_run(session, calls)
+            finally:
+                if workers_down is not None:
+                    workers_down.result()  # as xdist's own teardown would, a failure to stop a worker is raised
         if self._fatal() is not None:  # after the summary's reads of the cache
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def _build_run(self, session: pytest.Session, calls: CallStats | None) -> None:
+        """The controller's run record from every test's records and every process's call counts, and its files."""
+        if calls is not None:
+            self.collector.add_calls(calls)
+        if self.shared:
+            self.collector.add_calls(self._shared_uncollected())
+        if self._collector is not None:
+            self.run = self._finish(session)
+            self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
+            self.unwritten = self._write_reports(self.run)
+            saved, unsaved = baseline.save_run(self.config.stash[SETTINGS], self.run)
+            self.written, self.unwritten = self.written + saved, self.unwritten + unsaved
 
     def _write_reports(self, run: RunRecord) -> list[str]:
         """The run's files, each written whole or not at all; a file that cannot be written is said in the
@@ -388,6 +397,28 @@ class GithubActions:
         for line in self.annotations:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+def _tear_down_workers(config: pytest.Config) -> concurrent.futures.Future[None] | None:
+    """xdist controller: start xdist's teardown of its workers now, on a thread. A worker's process begins to
+    exit only when told to, and takes a few tenths of a second (its interpreter unloads litellm); told at once,
+    it exits while the run is built, and xdist's own teardown at session finish then finds every worker gone.
+    None without xdist."""
+    nodes = getattr(config.pluginmanager.get_plugin("dsession"), "nodemanager", None)
+    if nodes is None:
+        return None
+    down: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def tear_down() -> None:
+        try:
+            nodes.teardown_nodes()
+        except BaseException as error:  # handed to the session's thread, which raises it
+            down.set_exception(error)
+        else:
+            down.set_result(None)
+
+    threading.Thread(target=tear_down, name="laj-xdist-teardown", daemon=True).start()
+    return down
 
 
 _LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
