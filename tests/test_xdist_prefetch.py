@@ -133,8 +133,8 @@ def test_each_worker_takes_a_stable_share_only_with_a_store_it_reads_and_writes(
 
     rw = Settings()
     assert prefetch_share(rw, None) == Share(0, 1)  # no xdist: every case
-    assert prefetch_share(rw, {"workerid": "gw1", "workercount": 2}) == Share(1, 2)
-    assert prefetch_share(rw, {"workerid": "gw2", "workercount": 2}) == Share(0, 2)  # a restarted worker
+    assert prefetch_share(rw, {"workerid": "gw1", "workercount": 2}, cores=2) == Share(1, 2)
+    assert prefetch_share(rw, {"workerid": "gw2", "workercount": 2}, cores=2) == Share(0, 2)  # a restarted worker
     for mode in (CacheMode.OFF, CacheMode.REFRESH, CacheMode.REPLAY):
         assert prefetch_share(Settings(cache_mode=mode), {"workerid": "gw0", "workercount": 2}) is None
     assert prefetch_share(Settings(prefetch=PrefetchMode.OFF), None) is None
