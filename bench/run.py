@@ -943,7 +943,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--judges", type=_positive, default=3, help="simulated judges, K (default 3)")
     parser.add_argument("--latency-ms", type=_non_negative, default=200, help="judge latency, L (default 200)")
     parser.add_argument("--concurrency", type=_positive, default=32, help="laj_concurrency, C (default 32)")
-    parser.add_argument("--repeat", type=_positive, default=3, help="warm and judge-free runs, median (default 3)")
+    parser.add_argument("--repeat", type=_positive, default=3, help="warm, judge-free, xdist cold runs (default 3)")
     parser.add_argument("--startup-runs", type=_positive, default=7, help="startup runs each, median (default 7)")
     parser.add_argument("--skip-deepeval", action="store_true", help="do not install or run DeepEval")
     parser.add_argument("--markdown", type=Path, help="also write the header and table to this file")
