@@ -86,7 +86,7 @@ def test_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> Non
     assert_a_stopped_run_cancels_every_workers_judging(project)
 
 
-def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> None:
+def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject, workers: str = "2") -> None:
     """`-x` under `-n 2` with slow judging up front: the controller's stop reaches every worker."""
     (project.pytester.path / "cases.yaml").write_text(SLOW_CASES)
     slow = "\n      - {match: '^Slow', latency_ms: 4000, times: always}"  # for every judge
@@ -94,7 +94,7 @@ def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> N
     gamma = '    faults:\n      - {match: "(?i)broken", verdict'
     (project.pytester.path / "sim.yaml").write_text(rules.replace(gamma, gamma.replace(":\n", ":" + slow + "\n")))
     project.tests(CASES_SUITE)
-    result, data = report(project, "-n", "2", "-x")
+    result, data = report(project, "-n", workers, "-x")
     result.stdout.fnmatch_lines(["*the run stopped early*still being judged were cancelled*"])
     # Only the tests that ran were judged (3 calls each): no worker judged the rest of its share of the slow
     # cases once the run stopped, though its test was still waiting on a slow verdict.

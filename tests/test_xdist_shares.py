@@ -7,7 +7,7 @@ import json
 
 from conftest import CASES_SUITE, LajProject
 from test_prefetch import CASES
-from test_xdist_prefetch import AssertOutcomes
+from test_xdist_prefetch import AssertOutcomes, assert_a_stopped_run_cancels_every_workers_judging
 
 from pytest_laj.engine.settings import Settings
 from pytest_laj.plugin.prefetch import Share, machine_cores, prefetch_share
@@ -62,3 +62,9 @@ def test_workers_past_the_cores_read_what_the_others_judge(
     assert judged[2] == 0
     assert judged[0] + judged[1] == 5
     assert data["calls"]["uncollected"] == []
+
+
+def test_a_stopped_run_cancels_the_judging_of_every_worker_that_judges(project: LajProject) -> None:
+    """`-x` under `-n 3` on two cores: the worker that judges nothing waits on the others' claims, and stops."""
+    (project.pytester.path / "conftest.py").write_text(TWO_CORES)
+    assert_a_stopped_run_cancels_every_workers_judging(project, workers="3")
