@@ -10,8 +10,8 @@ time limit, and prints a Markdown table headed with the date and the machine:
 4. startup: `pytest --collect-only -q` on an empty directory with the plugin and with `-p no:laj`;
 5. peak RSS of the cold run;
 6. DeepEval doing the same work, in its own virtual environment at bench/.venv-deepeval (created once);
-7. xdist: cold and warm under `-n 2` beside serial cold and warm, side by side in one run (`--only xdist`
-   runs these rows alone);
+7. xdist: cold serial beside cold `-n 2`, `-n 3` and `-n 4` (medians of interleaved rounds), then warm serial
+   and `-n 2` (`--only xdist` runs these rows alone);
 S. scale (`--only scale`, meant for `--cases 2000`): rows 1, 1b and 3 at that size with their targets, the
    time to write the JSON report and the HTML dashboard of the cold run, and the memory the run's records
    take on the controller, per assessment;
@@ -199,6 +199,13 @@ class Row:
 HEADINGS = ["#", "scenario", "wall", "reference", "ratio", "judge requests", "CPU", "peak RSS", "notes"]
 
 
+_XDIST_WORKERS = (2, 3, 4)  # on the 2-CPU machine: as many workers as cores, then more
+
+
+def _workers(count: int) -> tuple[str, ...]:
+    return ("-n", str(count)) if count > 1 else ()
+
+
 def seconds(value: float) -> str:
     return f"{value:.2f} s"
 
@@ -286,12 +293,51 @@ class Benchmark:
         return run_measured(command, cwd=self.paths.laj, env=child_environment(), time_limit_s=time_limit_s)
 
     def run_xdist(self) -> None:
-        """Rows 7a-7d: serial and `-n 2`, cold then warm, each pair on its own cache."""
-        self.log(f"7. xdist: {self.p.cases} cases cold and warm, serial and -n 2")
-        serial_cold = self.xdist_row("7a", "cold, serial (reference for 7b)", ".cache-x1")
-        self.xdist_row("7b", "cold, `-n 2`", ".cache-x2", "-n", "2", against=serial_cold, target=0.75)
+        """Rows 7a-7f: cold serial beside cold `-n 2`, `-n 3` and `-n 4`, `repeat` rounds interleaved so that drift
+        in the machine's load (another benchmark on it) hits each alike, medians; then warm serial and `-n 2` on
+        the last round's caches."""
+        self.log(f"7. xdist: {self.p.cases} cases cold ({self.p.repeat} rounds of serial, -n 2, -n 3, -n 4), then warm")
+        rounds: list[dict[int, Run]] = []
+        for _ in range(self.p.repeat):
+            runs = {}
+            for workers in (1, *_XDIST_WORKERS):
+                cache = self.paths.laj / f".cache-x{workers}"
+                shutil.rmtree(cache, ignore_errors=True)
+                arguments = ("--laj-cache-dir", cache.name, *_workers(workers))
+                runs[workers] = self.laj_pytest(*arguments, time_limit_s=self.p.judged_time_limit_s)
+            rounds.append(runs)
+        for number, workers, target in (("7a", 1, None), ("7b", 2, 0.75), ("7e", 3, 1.0), ("7f", 4, 1.0)):
+            self.xdist_cold_row(number, workers, [r[workers] for r in rounds], [r[1] for r in rounds], target)
         serial_warm = self.xdist_row("7c", "warm rerun of 7a, serial (reference for 7d)", ".cache-x1")
         self.xdist_row("7d", "warm rerun of 7b, `-n 2`", ".cache-x2", "-n", "2", against=serial_warm)
+
+    def xdist_cold_row(
+        self, number: str, workers: int, runs: list[Run], serial: list[Run], target: float | None
+    ) -> None:
+        """One cold row: median wall and CPU of its rounds, and the median of each round's ratio to that round's
+        serial run."""
+        name = "serial" if workers == 1 else f"`-n {workers}`"
+        row = Row(number, f"cold, {name} (median of {len(runs)})")
+        self.rows.append(row)
+        calls = runs[-1].judge_calls()
+        row.requests = f"{calls[0]} made, {calls[1]} cached" if calls else "no summary line"
+        if failed := next((run for run in runs if run.timed_out), None):
+            row.wall = problem(failed)
+            return
+        row.wall = seconds(statistics.median(run.wall_s for run in runs))
+        row.cpu = seconds(statistics.median(run.cpu_s for run in runs))
+        row.rss = mib(max(run.max_rss_mib for run in runs))
+        row.notes = status_note(runs[-1]) + "; CPU: every process, xdist workers included"
+        if workers == 1 or any(run.timed_out for run in serial):
+            return
+        ratios = [run.wall_s / alone.wall_s for run, alone in zip(runs, serial, strict=True)]
+        ratio = statistics.median(ratios)
+        row.reference = f"serial {seconds(statistics.median(run.wall_s for run in serial))}"
+        row.ratio = times(ratio)
+        row.notes += "; each round's ratio: " + ", ".join(times(r) for r in ratios)
+        if target is not None:
+            verdict = "met" if ratio <= target else "NOT met"
+            self.targets.append(f"{name} cold at most {target}x of serial cold: {verdict} (median {times(ratio)})")
 
     def xdist_row(
         self,
@@ -300,7 +346,6 @@ class Benchmark:
         cache: str,
         *arguments: str,
         against: Run | None = None,
-        target: float | None = None,
     ) -> Run | None:
         run = self.laj_pytest("--laj-cache-dir", cache, *arguments, time_limit_s=self.p.judged_time_limit_s)
         row = Row(number, scenario, cpu=seconds(run.cpu_s), rss=mib(run.max_rss_mib))
@@ -312,14 +357,7 @@ class Benchmark:
             return None
         row.wall, row.notes = seconds(run.wall_s), status_note(run) + "; CPU: every process, xdist workers included"
         if against is not None:
-            ratio = run.wall_s / against.wall_s
-            row.reference, row.ratio = f"serial {seconds(against.wall_s)}", times(ratio)
-            if target is not None:
-                verdict = "met" if ratio <= target else "NOT met"
-                self.targets.append(
-                    f"`-n 2` cold at most {target}x of serial cold: {verdict} ({seconds(run.wall_s)} vs "
-                    f"{seconds(against.wall_s)}, {times(ratio)})"
-                )
+            row.reference, row.ratio = f"serial {seconds(against.wall_s)}", times(run.wall_s / against.wall_s)
         return run
 
     def run_all(self) -> None:
@@ -919,7 +957,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--judges", type=_positive, default=3, help="simulated judges, K (default 3)")
     parser.add_argument("--latency-ms", type=_non_negative, default=200, help="judge latency, L (default 200)")
     parser.add_argument("--concurrency", type=_positive, default=32, help="laj_concurrency, C (default 32)")
-    parser.add_argument("--repeat", type=_positive, default=3, help="warm and judge-free runs, median (default 3)")
+    parser.add_argument("--repeat", type=_positive, default=3, help="warm, judge-free, xdist cold runs (default 3)")
     parser.add_argument("--startup-runs", type=_positive, default=7, help="startup runs each, median (default 7)")
     parser.add_argument("--skip-deepeval", action="store_true", help="do not install or run DeepEval")
     parser.add_argument("--markdown", type=Path, help="also write the header and table to this file")

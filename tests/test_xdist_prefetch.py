@@ -86,7 +86,7 @@ def test_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> Non
     assert_a_stopped_run_cancels_every_workers_judging(project)
 
 
-def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> None:
+def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject, workers: str = "2") -> None:
     """`-x` under `-n 2` with slow judging up front: the controller's stop reaches every worker."""
     (project.pytester.path / "cases.yaml").write_text(SLOW_CASES)
     slow = "\n      - {match: '^Slow', latency_ms: 4000, times: always}"  # for every judge
@@ -94,7 +94,7 @@ def assert_a_stopped_run_cancels_every_workers_judging(project: LajProject) -> N
     gamma = '    faults:\n      - {match: "(?i)broken", verdict'
     (project.pytester.path / "sim.yaml").write_text(rules.replace(gamma, gamma.replace(":\n", ":" + slow + "\n")))
     project.tests(CASES_SUITE)
-    result, data = report(project, "-n", "2", "-x")
+    result, data = report(project, "-n", workers, "-x")
     result.stdout.fnmatch_lines(["*the run stopped early*still being judged were cancelled*"])
     # Only the tests that ran were judged (3 calls each): no worker judged the rest of its share of the slow
     # cases once the run stopped, though its test was still waiting on a slow verdict.
@@ -133,8 +133,8 @@ def test_each_worker_takes_a_stable_share_only_with_a_store_it_reads_and_writes(
 
     rw = Settings()
     assert prefetch_share(rw, None) == Share(0, 1)  # no xdist: every case
-    assert prefetch_share(rw, {"workerid": "gw1", "workercount": 2}) == Share(1, 2)
-    assert prefetch_share(rw, {"workerid": "gw2", "workercount": 2}) == Share(0, 2)  # a restarted worker
+    assert prefetch_share(rw, {"workerid": "gw1", "workercount": 2}, cores=2) == Share(1, 2)
+    assert prefetch_share(rw, {"workerid": "gw2", "workercount": 2}, cores=2) == Share(0, 2)  # a restarted worker
     for mode in (CacheMode.OFF, CacheMode.REFRESH, CacheMode.REPLAY):
         assert prefetch_share(Settings(cache_mode=mode), {"workerid": "gw0", "workercount": 2}) is None
     assert prefetch_share(Settings(prefetch=PrefetchMode.OFF), None) is None

@@ -1,13 +1,15 @@
 """Which selected tests have a case to judge up front: a test parametrized with one `Case` that uses `laj`.
 
-Under xdist every worker collects the same selected tests (xdist refuses a run where they differ), so each one
-judges a stable share of their cases: the cases ranked by node id, every `count`-th from the worker's index.
-Each worker's tests then find their verdicts in the shared cache, or wait on the claim of the worker judging
-them, and the cases are judged by every worker's processes at once, as a serial run judges them all up front.
+Under xdist every worker collects the same selected tests (xdist refuses a run where they differ), so each of
+the first `count` workers (as many as the machine has cores) judges a stable share of their cases: the cases
+ranked by node id, every `count`-th from the worker's index. Each worker's tests then find their verdicts in
+the shared cache, or wait on the claim of the worker judging them, and the cases are judged by the judging
+workers' processes at once, as a serial run judges them all up front.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,7 +23,7 @@ from pytest_laj.engine.spec import AssessmentSpec
 from pytest_laj.errors import UsageError
 from pytest_laj.plugin.markers import assessment_spec, marker_settings
 
-__all__ = ["Share", "prefetch_cases", "prefetch_share"]
+__all__ = ["Share", "machine_cores", "prefetch_cases", "prefetch_share"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,24 @@ class Share:
 EVERY_CASE = Share()
 
 
-def prefetch_share(settings: Settings, workerinput: dict[str, object] | None) -> Share | None:
+def machine_cores() -> int:
+    """The CPUs this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def prefetch_share(settings: Settings, workerinput: dict[str, object] | None, cores: int | None = None) -> Share | None:
     """This process's share of the selected cases, or None to judge each as its test runs.
 
     Without xdist: all of them. On an xdist worker, one worker's share, which only works through a store every
     worker both reads and writes: with the cache off or in refresh mode no worker would read what another
     judged (each verdict would be asked twice), and replay never asks; there each worker judges as its tests go,
-    and the one call per verdict within a worker's tests is kept."""
+    and the one call per verdict within a worker's tests is kept.
+
+    The cases are shared by as many workers as the machine has `cores` (all of them, by default): each worker
+    that judges pays for its own judge client (importing litellm costs seconds of CPU) and its calls' CPU, so
+    on two cores a third judging worker only adds that cost. The workers past them take no share: their tests
+    read the verdicts the others judge, waiting on their claims."""
     if settings.prefetch is not PrefetchMode.AUTO:
         return None
     if workerinput is None:
@@ -52,7 +65,8 @@ def prefetch_share(settings: Settings, workerinput: dict[str, object] | None) ->
         return None
     if not isinstance(count, int) or count < 1:
         return None
-    return Share(int(number) % count, count)  # a restarted worker (gw2 of 2) takes an index again
+    index, judging = int(number) % count, min(count, cores or machine_cores())  # a restarted worker (gw2 of 2)
+    return Share(index, judging) if index < judging else None  # takes an index again
 
 
 def prefetch_cases(engine: Engine, items: Iterable[pytest.Item], share: Share = EVERY_CASE) -> int:

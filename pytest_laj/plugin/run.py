@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import os
 import sys
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,7 +219,9 @@ class RunReporter:
 
             self.collector.add_calls(CallStats.model_validate(data))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """First, so that on the xdist controller the workers' processes exit while the run is built."""
         self._settle_prefetch(session, exitstatus)
         calls = self._calls()
         if self.is_worker:
@@ -229,22 +232,27 @@ class RunReporter:
             if (lost := self._lost()) is not None:
                 self.config.workeroutput[WORKER_LOST] = lost  # type: ignore[attr-defined]
         else:
-            if self.run_id is not None:  # every worker is down: what they shared for this run goes
-                from pytest_laj.judges.budget import forget_run
-
-                forget_run(self.run_id)
-            if calls is not None:
-                self.collector.add_calls(calls)
-            if self.shared:
-                self.collector.add_calls(self._shared_uncollected())
-            if self._collector is not None:
-                self.run = self._finish(session)
-                self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
-                self.unwritten = self._write_reports(self.run)
-                saved, unsaved = baseline.save_run(self.config.stash[SETTINGS], self.run)
-                self.written, self.unwritten = self.written + saved, self.unwritten + unsaved
+            workers_down = _tear_down_workers(self.config)
+            try:
+                self._build_run(session, calls)
+            finally:
+                if workers_down is not None:
+                    workers_down.result()  # as xdist's own teardown would, a failure to stop a worker is raised
         if self._fatal() is not None:  # after the summary's reads of the cache
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def _build_run(self, session: pytest.Session, calls: CallStats | None) -> None:
+        """The controller's run record from every test's records and every process's call counts, and its files."""
+        if calls is not None:
+            self.collector.add_calls(calls)
+        if self.shared:
+            self.collector.add_calls(self._shared_uncollected())
+        if self._collector is not None:
+            self.run = self._finish(session)
+            self.run.comparison = baseline.compare_run(self.config, self.config.stash[SETTINGS], self.run, session)
+            self.unwritten = self._write_reports(self.run)
+            saved, unsaved = baseline.save_run(self.config.stash[SETTINGS], self.run)
+            self.written, self.unwritten = self.written + saved, self.unwritten + unsaved
 
     def _write_reports(self, run: RunRecord) -> list[str]:
         """The run's files, each written whole or not at all; a file that cannot be written is said in the
@@ -310,8 +318,14 @@ class RunReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self) -> None:
-        """Let the run's records go before pytest's closing garbage collections walk them."""
+        """Let the run's records go before pytest's closing garbage collections walk them. On the xdist
+        controller every worker is gone by now (xdist tears them down at session finish): what they shared for
+        this run goes."""
         self._collector = self.run = None
+        if self.run_id is not None:
+            from pytest_laj.judges.budget import forget_run
+
+            forget_run(self.run_id)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
@@ -383,6 +397,28 @@ class GithubActions:
         for line in self.annotations:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+def _tear_down_workers(config: pytest.Config) -> concurrent.futures.Future[None] | None:
+    """xdist controller: start xdist's teardown of its workers now, on a thread. A worker's process begins to
+    exit only when told to, and takes a few tenths of a second (its interpreter unloads litellm); told at once,
+    it exits while the run is built, and xdist's own teardown at session finish then finds every worker gone.
+    None without xdist."""
+    nodes = getattr(config.pluginmanager.get_plugin("dsession"), "nodemanager", None)
+    if nodes is None:
+        return None
+    down: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def tear_down() -> None:
+        try:
+            nodes.teardown_nodes()
+        except BaseException as error:  # handed to the session's thread, which raises it
+            down.set_exception(error)
+        else:
+            down.set_result(None)
+
+    threading.Thread(target=tear_down, name="laj-xdist-teardown", daemon=True).start()
+    return down
 
 
 _LOG_HANDLERS = ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")

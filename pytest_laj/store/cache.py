@@ -199,17 +199,24 @@ class VerdictCache(Backend):
 
         The holder refreshes its claim every heartbeat. A claim whose holder died is broken: at once on this
         host (its process is gone), after `STALE_BEATS` missed heartbeats from another host (a cache on a
-        shared drive); one held longer than `hold` seconds expires."""
+        shared drive); one held longer than `hold` seconds expires.
+
+        A waiter looks at the claim by reading it, and tries to take it (a write, which locks the whole cache
+        against every worker's writes) only once it has seen it gone."""
         cache = self._open()
         name = claim_key(key)
         me = {"host": self._host, "pid": os.getpid(), "beat": 0}
         watch: dict[str, Any] = {}
-        while not self._add(name, me, hold):
+        holder: Any = None
+        while holder is not None or not self._add(name, me, hold):
             holder = self._get(name)
+            if holder is None:
+                continue  # released just now: take it
             if self._abandoned(holder, watch):
                 with self._usable(), cache.transact():  # unless another waiter took it over meanwhile
                     if cache.get(name) == holder:
                         cache.delete(name)
+                holder = None
                 continue
             await asyncio.sleep(0.05)
         beating = asyncio.create_task(self._beat(name, me, hold))
