@@ -293,7 +293,7 @@ class Benchmark:
         return run_measured(command, cwd=self.paths.laj, env=child_environment(), time_limit_s=time_limit_s)
 
     def run_xdist(self) -> None:
-        """Rows 7a-7f: cold serial beside cold `-n 2`, `-n 3` and `-n 4`, `repeat` rounds interleaved so that drift
+        """Rows 7a-7g: cold serial beside cold `-n 2`, `-n 3` and `-n 4`, `repeat` rounds interleaved so that drift
         in the machine's load (another benchmark on it) hits each alike, medians; then warm serial and `-n 2` on
         the last round's caches."""
         self.log(f"7. xdist: {self.p.cases} cases cold ({self.p.repeat} rounds of serial, -n 2, -n 3, -n 4), then warm")
@@ -310,6 +310,28 @@ class Benchmark:
             self.xdist_cold_row(number, workers, [r[workers] for r in rounds], [r[1] for r in rounds], target)
         serial_warm = self.xdist_row("7c", "warm rerun of 7a, serial (reference for 7d)", ".cache-x1")
         self.xdist_row("7d", "warm rerun of 7b, `-n 2`", ".cache-x2", "-n", "2", against=serial_warm)
+        self.judge_free_xdist()
+
+    def judge_free_xdist(self) -> None:
+        """Row 7g, context for 7d: what `-n 2` costs a suite that judges nothing (xdist starting its workers)."""
+        runs = [
+            run_measured(
+                pytest_command("-q", "-p", "no:cacheprovider", "-p", "no:laj", *arguments),
+                cwd=self.paths.free,
+                env=child_environment(),
+                time_limit_s=self.p.quick_time_limit_s,
+            )
+            for arguments in ((), ("-n", "2"))
+        ]
+        row = Row("7g", "judge-free suite, `-n 2` (context for 7d)")
+        self.rows.append(row)
+        serial, spread = runs
+        if serial.timed_out or spread.timed_out:
+            row.wall = problem(serial if serial.timed_out else spread)
+            return
+        row.wall, row.cpu = seconds(spread.wall_s), seconds(spread.cpu_s)
+        row.reference, row.ratio = f"serial {seconds(serial.wall_s)}", times(spread.wall_s / serial.wall_s)
+        row.notes = status_note(spread)
 
     def xdist_cold_row(
         self, number: str, workers: int, runs: list[Run], serial: list[Run], target: float | None
