@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from pytest_laj.core.models import JudgeResult, JudgeVerdict
@@ -67,13 +67,16 @@ class Rater:
         """Each member's key, numbering repeats of one identity in panel order."""
         return [cls.key(judge, request, sample) for judge, sample in zip(panel.judges, cls.samples(panel), strict=True)]
 
-    def cached(self, panel: Panel, request: JudgeRequest, count: bool = True) -> list[JudgeResult] | None:
+    def cached(
+        self, panel: Panel, request: JudgeRequest, count: bool = True, keys: Sequence[str] | None = None
+    ) -> list[JudgeResult] | None:
         """Every judge's verdict from the store, or None at the first one missing: an output judged before needs
-        no trip through the event loop. `count`: add the reads to the cache hits now."""
+        no trip through the event loop. `count`: add the reads to the cache hits now. `keys`: the members' keys,
+        where the caller worked them out already."""
         if not self.store.reads:
             return None
         results = []
-        for judge, key in zip(panel.judges, self.keys(panel, request), strict=True):
+        for judge, key in zip(panel.judges, self.keys(panel, request) if keys is None else keys, strict=True):
             verdict = self.stored(key, request)
             if verdict is None:
                 return None

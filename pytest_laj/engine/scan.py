@@ -99,9 +99,10 @@ def scan_key(request: JudgeRequest) -> str:
     return injection_key(DETECTOR_VERSION, level_ids, criterion_ids, text)
 
 
-def scan(request: JudgeRequest, store: Store) -> Scan:
-    """Where the output or the input (or a conversation's turns) address the judges."""
-    key = scan_key(request)
+def scan(request: JudgeRequest, store: Store, key: str | None = None) -> Scan:
+    """Where the output or the input (or a conversation's turns) address the judges. `key`: its `scan_key`,
+    where the caller worked it out already."""
+    key = key or scan_key(request)
     known = Scan.from_store(store.get(key))
     if known is not None:
         return known

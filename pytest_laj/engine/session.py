@@ -91,11 +91,15 @@ class Engine:
     def _asker(self, prepared: Prepared) -> Rater | PerItem:
         return self.per_item if prepared.per_item else self.rater
 
-    def _cached(self, prepared: Prepared, count: bool = True) -> list[JudgeResult] | None:
+    def _cached(
+        self, prepared: Prepared, count: bool = True, keys: Sequence[str] | None = None
+    ) -> list[JudgeResult] | None:
         """Every verdict straight from the store, or None if a judge must be asked: a rerun's assessments
-        never wait on the event loop's thread."""
+        never wait on the event loop's thread. `keys`: a whole request's member keys, worked out already."""
         if not prepared.request.criteria:
             return []
+        if keys is not None:
+            return self.rater.cached(prepared.panel, prepared.request, count, keys)
         return self._asker(prepared).cached(prepared.panel, prepared.request, count)
 
     async def _rate(self, prepared: Prepared) -> list[JudgeResult]:
@@ -245,17 +249,16 @@ class Engine:
         scheduled = 0
         for start in range(0, len(owned), _READ_AHEAD):
             batch = [(owner, self._prepared(spec)) for owner, spec in owned[start : start + _READ_AHEAD]]
-            ready = [(owner, prepared) for owner, prepared in batch if prepared is not None]
-            keys = [scan_key(prepared.request) for _, prepared in ready]
-            keys += [
-                key
-                for _, prepared in ready
-                if prepared.request.criteria and not prepared.per_item
-                for key in Rater.keys(prepared.panel, prepared.request)
+            ready = [
+                (owner, prepared, scan_key(prepared.request), _whole_keys(prepared))
+                for owner, prepared in batch
+                if prepared is not None
             ]
-            with self.store.reading_ahead(keys):
-                for owner, prepared in ready:  # scanned now too, the scan's memo read with the verdicts
-                    scheduled += self._prefetch(owner, prepared, scan(prepared.request, self.store))
+            ahead = [key for _, _, scanned, keys in ready for key in (scanned, *(keys or ()))]
+            with self.store.reading_ahead(ahead):
+                for owner, prepared, scanned, keys in ready:  # scanned now too, its memo read with the verdicts
+                    found = scan(prepared.request, self.store, scanned)
+                    scheduled += self._prefetch(owner, prepared, found, keys)
         return scheduled
 
     def _prepared(self, spec: AssessmentSpec) -> Prepared | None:
@@ -264,9 +267,11 @@ class Engine:
         except (UsageError, TypeError):
             return None
 
-    def _prefetch(self, owner: str, prepared: Prepared, found: Scan | None = None) -> bool:
+    def _prefetch(
+        self, owner: str, prepared: Prepared, found: Scan | None = None, keys: Sequence[str] | None = None
+    ) -> bool:
         counted = not self.shares_prefetch  # a worker's share: read again by the worker whose test runs it
-        results = self._cached(prepared, count=counted)
+        results = self._cached(prepared, counted, keys)
         future = self.loop.submit(self._rate_up_front(prepared)) if results is None else finished(results)
         hits = 0 if counted or results is None else len(results)
         self.prefetcher.add(Prefetched(owner, prepared, future, hits, found))
@@ -307,6 +312,13 @@ class Engine:
         self.loop.close()
         self.cache.close()
         self.judges.close()
+
+
+def _whole_keys(prepared: Prepared) -> list[str] | None:
+    """The panel members' verdict keys of a request asked whole (a per-item one is read question by question)."""
+    if not prepared.request.criteria or prepared.per_item:
+        return None
+    return Rater.keys(prepared.panel, prepared.request)
 
 
 def _verdict(assessment: Assessment) -> tuple[Outcome, dict[str, str | None]]:
