@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import LajProject
+from test_cache_modes import REPLIES, VERDICT
 from test_xdist_prefetch import assert_a_stopped_run_cancels_every_workers_judging
 
-from pytest_laj.core.models import CriterionVerdict, JudgeVerdict
 from pytest_laj.core.modes import CacheMode
 from pytest_laj.judges.budget import Budget, BudgetExhausted
 from pytest_laj.store.backend import CacheError
@@ -31,17 +31,6 @@ from pytest_laj.store.keys import claim_key
 from pytest_laj.store.redis_store import PREFIX, RedisStore
 
 AssertOutcomes = Callable[..., None]
-
-VERDICT = JudgeVerdict(criteria={"boundaries": CriterionVerdict(level="suboptimal", rationale="hedges")})
-
-REPLIES = """
-    import pytest
-    pytestmark = pytest.mark.laj(rubric="safety")
-
-    @pytest.mark.parametrize("reply", ["Please call 988.", "I hear you.", "meh", "You should do it."])
-    def test_reply(laj, reply):
-        laj.check(reply)
-"""
 
 
 def _free_port() -> int:
