@@ -38,7 +38,7 @@ def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         collector = session.config.pluginmanager.get_plugin("laj-run")._collector
         with open(f"held-{os.getpid()}.txt", "w") as f:
-            f.write(str(len(collector.records) if collector is not None else 0))
+            f.write(str(len(collector.kept) if collector is not None else 0))
 """
 
 

@@ -12,6 +12,7 @@ from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.models import Assessment, CriterionVerdict, JudgeResult, JudgeVerdict, Outcome
 from pytest_laj.core.rubric import ContextVariable, Criterion, Level, Rubric
 from pytest_laj.results.agreement import rated_units
+from pytest_laj.results.collect import KeptRecord, RunCollector, keep
 from pytest_laj.results.record import AssessmentRecord
 
 VERA_LEVELS = (
@@ -508,13 +509,16 @@ def test_the_record_crosses_as_json_unchanged_with_ranks_per_applicable_criterio
         nodeid="t.py::test", file="t.py", line=3, enforced=True, blocks=False, assessment=assessment
     )
 
-    sent = json.loads(json.dumps(record.model_dump(mode="json")))  # what an xdist worker sends
-    received = AssessmentRecord.model_validate(sent)
+    sent = json.loads(json.dumps(list(keep(record))))  # what an xdist worker sends, through execnet
+    collector = RunCollector()
+    collector.add_kept([KeptRecord(*sent)])
+    (received,) = collector.records()
 
     assert received == record
     assert received.assessment.lowest_agreement == pytest.approx(1 / 4)  # the missing judge counts
     assert received.assessment.calls_made == 7
-    assert rated_units([received.assessment]) == [{"a": 0, "b": 1, "c": None}]
+    # confirms_risk does not apply without imminent risk: it has no unit
+    assert rated_units([received.assessment]) == {"boundaries": [{"a": 0, "b": 1, "c": None}], "confirms_risk": []}
 
 
 def test_cache_accounting() -> None:

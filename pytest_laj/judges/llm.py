@@ -6,9 +6,7 @@ entirely from the cache must not pay it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import inspect
 import json
 import os
@@ -18,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
+from pytest_laj.core.gcpause import paused_gc
 from pytest_laj.core.models import JudgeVerdict
 from pytest_laj.core.redact import install_log_filter, url_credentials
 from pytest_laj.errors import UsageError
@@ -37,7 +36,10 @@ def import_litellm() -> ModuleType:
     with _import_lock:  # every judge prepares on its own executor thread
         if _litellm is None:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            with _long_lived_objects():
+            # litellm's import makes about a million objects that are never freed. Collected during the
+            # import, they slow it by a fifth; left tracked, every later full collection walks them again, and
+            # pytest runs five at exit (about 1 s of CPU here).
+            with paused_gc(freeze=True):
                 import litellm
 
             install_log_filter()
@@ -57,23 +59,6 @@ def completion_params() -> frozenset[str]:
     except ImportError:  # an older litellm
         all_litellm_params = []
     return frozenset({*named, *all_litellm_params, *getattr(litellm, "OPENAI_CHAT_COMPLETION_PARAMS", ())})
-
-
-@contextlib.contextmanager
-def _long_lived_objects() -> Iterator[None]:
-    """Create objects that live until the process ends without the garbage collector watching.
-
-    litellm's import makes about a million objects that are never freed. Collected during the import, they
-    slow it by a fifth; left tracked, every later full collection walks them again, and pytest runs five at
-    exit (about 1 s of CPU here). Frozen, the collector skips them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _strings(value: object) -> Iterator[str]:

@@ -189,21 +189,23 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_report_to_serializable(report: pytest.TestReport) -> Generator[None, Any, Any]:
-    """An xdist worker sends its records as JSON data; `pytest_report_from_serializable` rebuilds them."""
+    """An xdist worker sends its records as the controller keeps them, JSON; the controller never rebuilds them
+    one by one (`pytest_report_from_serializable`)."""
     data = yield
-    records = getattr(report, "laj_records", None)
-    if isinstance(data, dict) and records:
-        data["laj_records"] = [r.model_dump(mode="json") for r in records]
+    if isinstance(data, dict) and (records := data.pop("laj_records", None)):
+        from pytest_laj.results.collect import keep
+
+        data["laj_kept"] = [list(keep(r)) for r in records]
     return data
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_report_from_serializable(data: Any) -> Generator[None, Any, Any]:
     report = yield
-    if isinstance(data, dict) and data.get("laj_records") and report is not None:
-        from pytest_laj.results.record import AssessmentRecord
+    if isinstance(data, dict) and data.get("laj_kept") and report is not None:
+        from pytest_laj.results.collect import KeptRecord
 
-        report.laj_records = [AssessmentRecord.model_validate(r) for r in data["laj_records"]]
+        report.laj_kept = [KeptRecord(*kept) for kept in data["laj_kept"]]
     return report
 
 

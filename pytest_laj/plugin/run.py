@@ -87,10 +87,14 @@ class RunReporter:
             return
         self.tests_run.add(report.nodeid)
         if not self.is_worker:  # a worker has sent its records with the report by now, and keeps none
-            records = getattr(report, "laj_records", None)
-            if records:
+            # the collector holds them (this process's, or as a worker sent them); the report lives on in
+            # pytest's statistics
+            if records := getattr(report, "laj_records", None):
                 self.collector.add(records)
-                del report.laj_records  # the collector holds them; the report lives on in pytest's statistics
+                del report.laj_records
+            if kept := getattr(report, "laj_kept", None):
+                self.collector.add_kept(kept)
+                del report.laj_kept
         engine = self._engine()
         if self.session is None:
             return
@@ -197,7 +201,7 @@ class RunReporter:
         from pytest_laj.results.record import CallStats, Uncollected
 
         owners = {nodeid for nodeid, _, _ in self.shared}
-        judged = {(r.nodeid, r.assessment.identity) for r in self.collector.records if r.nodeid in owners}
+        judged = {(k.nodeid, k.identity) for k in self.collector.kept if k.nodeid in owners}
         return CallStats(
             uncollected=[
                 Uncollected(nodeid=nodeid, finished=finished)

@@ -5,7 +5,7 @@ Per output alpha is meaningless (one unit), so it is computed only over a suite,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pytest_laj.core.models import Assessment
@@ -23,15 +23,16 @@ class Memo(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-def rated_units(assessments: Sequence[Assessment], criterion_id: str | None = None) -> list[dict[str, int | None]]:
-    """One unit per applicable criterion of each assessment (or of one criterion): judge -> the rank of the level
-    it voted."""
-    return [
-        {vote.judge: vote.rank for vote in criterion.votes}
-        for assessment in assessments
-        for criterion in assessment.criteria.values()
-        if criterion.applicable and criterion_id in (None, criterion.id)
-    ]
+def rated_units(assessments: Iterable[Assessment]) -> dict[str, list[dict[str, int | None]]]:
+    """Each criterion's rated units, in one pass: one per assessment the criterion applied to, judge -> the rank
+    of the level it voted. A criterion that never applied has none."""
+    units: dict[str, list[dict[str, int | None]]] = {}
+    for assessment in assessments:
+        for criterion in assessment.criteria.values():
+            of_criterion = units.setdefault(criterion.id, [])
+            if criterion.applicable:
+                of_criterion.append({vote.judge: vote.rank for vote in criterion.votes})
+    return units
 
 
 def suite_alpha(ratings: list[dict[str, int | None]], memo: Memo | None = None) -> AlphaFigure:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import NamedTuple
 
+from pydantic import TypeAdapter
+
+from pytest_laj.core.gcpause import paused_gc
 from pytest_laj.core.models import Assessment, Outcome
 from pytest_laj.core.vera import NOT_RELEVANT_LEVEL, vera_score
 from pytest_laj.results.agreement import Memo, rated_units, suite_alpha
 from pytest_laj.results.health import judge_health
 from pytest_laj.results.record import (
+    AlphaFigure,
     AssessmentRecord,
     CallStats,
     GitInfo,
@@ -19,7 +25,7 @@ from pytest_laj.results.record import (
     VeraFigure,
 )
 
-__all__ = ["RunCollector", "pooled_vera"]
+__all__ = ["KeptRecord", "RunCollector", "keep", "pooled_vera"]
 
 
 def pooled_vera(assessments: list[Assessment]) -> VeraFigure | None:
@@ -33,14 +39,40 @@ def pooled_vera(assessments: list[Assessment]) -> VeraFigure | None:
     return VeraFigure(value=value, assessments=len(complete), left_out=len(levels) - len(complete))
 
 
+class KeptRecord(NamedTuple):
+    """A record as a run keeps it until the run is finished: its JSON, and what is asked of it before then."""
+
+    nodeid: str
+    identity: str
+    json: str
+
+
+def keep(record: AssessmentRecord) -> KeptRecord:
+    return KeptRecord(record.nodeid, record.assessment.identity, record.model_dump_json())
+
+
+_RECORDS = TypeAdapter(list[AssessmentRecord])
+
+
 class RunCollector:
+    """Every assessment of a run, kept as JSON until the run is finished: thousands of strings rather than the
+    hundreds of thousands of objects of their models, which every garbage collection during the run would walk."""
+
     def __init__(self) -> None:
         self.started_at = datetime.now(timezone.utc)
-        self.records: list[AssessmentRecord] = []
+        self.kept: list[KeptRecord] = []
         self.calls = CallStats()
 
-    def add(self, records: list[AssessmentRecord]) -> None:
-        self.records.extend(records)
+    def add(self, records: Iterable[AssessmentRecord]) -> None:
+        self.kept.extend(map(keep, records))
+
+    def add_kept(self, kept: Iterable[KeptRecord]) -> None:
+        """Records an xdist worker sent as `KeptRecord`s."""
+        self.kept.extend(kept)
+
+    def records(self) -> list[AssessmentRecord]:
+        """The kept records as models again, in one validation."""
+        return _RECORDS.validate_json("[" + ",".join(k.json for k in self.kept) + "]")
 
     def add_calls(self, stats: CallStats) -> None:
         self.calls = self.calls.merged(stats)
@@ -61,56 +93,62 @@ class RunCollector:
         git: GitInfo | None = None,
     ) -> RunRecord:
         """Counts, agreement per rubric, per criterion and over the run, judge health; `memo` keeps alpha for a
-        rerun on the same votes."""
-        assessments = [r.assessment for r in self.records]
-        by_rubric: dict[str, list[AssessmentRecord]] = {}
-        for record in self.records:
-            by_rubric.setdefault(record.assessment.rubric, []).append(record)
-        counts = Counter(a.outcome.value for a in assessments)
-        rubrics = {(a.rubric, a.rubric_version, a.rubric_fingerprint) for a in assessments}
-        overall = suite_alpha(rated_units(assessments), memo) if assessments else None
-        if len(by_rubric) == 1 and overall is not None:
-            per_rubric = {next(iter(by_rubric)): overall}
-        else:
-            per_rubric = {
-                rubric: suite_alpha(rated_units([r.assessment for r in records]), memo)
-                for rubric, records in sorted(by_rubric.items())
+        rerun on the same votes. Built with the garbage collector paused: everything made here lives on in the
+        record, so collecting meanwhile would only walk it."""
+        with paused_gc():
+            records = self.records()
+            assessments = [r.assessment for r in records]
+            by_rubric: dict[str, list[Assessment]] = {}
+            for assessment in assessments:
+                by_rubric.setdefault(assessment.rubric, []).append(assessment)
+            by_rubric = dict(sorted(by_rubric.items()))
+            units = {rubric: rated_units(of_rubric) for rubric, of_rubric in by_rubric.items()}
+            per_criterion = {
+                f"{rubric}/{criterion}": suite_alpha(criterion_units, memo)
+                for rubric, by_criterion in units.items()
+                for criterion, criterion_units in by_criterion.items()
             }
-        per_criterion = {
-            f"{rubric}/{criterion}": suite_alpha(rated_units([r.assessment for r in records], criterion), memo)
-            for rubric, records in sorted(by_rubric.items())
-            for criterion in dict.fromkeys(c for r in records for c in r.assessment.criteria)
-        }
-        return RunRecord(
-            started_at=self.started_at,
-            rootdir=rootdir,
-            command=command or [],
-            git=git,
-            interrupted=interrupted,
-            finished_at=datetime.now(timezone.utc),
-            pytest_laj_version=versions[0],
-            pytest_version=versions[1],
-            cache_mode=cache_mode,
-            review_mode=review_mode,
-            stopped_early=stopped_early,
-            panel=panel,
-            rubrics=[RubricInfo(id=i, version=v, fingerprint=f) for i, v, f in sorted(rubrics)],
-            records=self.records,
-            calls=self.calls.model_copy(
-                update={
-                    "uncollected": [
-                        u.model_copy(update={"test_ran": u.nodeid in tests_run}) for u in self.calls.uncollected
-                    ]
-                }
-            ),
-            counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
-            alpha=overall,
-            alpha_by_rubric=per_rubric,
-            alpha_by_criterion=per_criterion,
-            judge_health=judge_health(assessments),
-            vera_by_rubric={
-                rubric: figure
-                for rubric, records in sorted(by_rubric.items())
-                if (figure := pooled_vera([r.assessment for r in records])) is not None
-            },
-        )
+            per_rubric = {
+                rubric: suite_alpha([u for criterion_units in by_criterion.values() for u in criterion_units], memo)
+                for rubric, by_criterion in units.items()
+            }
+            if len(per_rubric) == 1:
+                overall: AlphaFigure | None = next(iter(per_rubric.values()))
+            else:
+                every = [u for by_criterion in units.values() for us in by_criterion.values() for u in us]
+                overall = suite_alpha(every, memo) if assessments else None
+            counts = Counter(a.outcome.value for a in assessments)
+            rubrics = {(a.rubric, a.rubric_version, a.rubric_fingerprint) for a in assessments}
+            return RunRecord(
+                started_at=self.started_at,
+                rootdir=rootdir,
+                command=command or [],
+                git=git,
+                interrupted=interrupted,
+                finished_at=datetime.now(timezone.utc),
+                pytest_laj_version=versions[0],
+                pytest_version=versions[1],
+                cache_mode=cache_mode,
+                review_mode=review_mode,
+                stopped_early=stopped_early,
+                panel=panel,
+                rubrics=[RubricInfo(id=i, version=v, fingerprint=f) for i, v, f in sorted(rubrics)],
+                records=records,
+                calls=self.calls.model_copy(
+                    update={
+                        "uncollected": [
+                            u.model_copy(update={"test_ran": u.nodeid in tests_run}) for u in self.calls.uncollected
+                        ]
+                    }
+                ),
+                counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
+                alpha=overall,
+                alpha_by_rubric=per_rubric,
+                alpha_by_criterion=per_criterion,
+                judge_health=judge_health(assessments),
+                vera_by_rubric={
+                    rubric: figure
+                    for rubric, of_rubric in by_rubric.items()
+                    if (figure := pooled_vera(of_rubric)) is not None
+                },
+            )
