@@ -410,7 +410,8 @@ class Benchmark:
 
     def report_writing(self) -> None:
         """Rows S1-S2, from the cold run's last-run.json: writing the JSON report and the HTML dashboard, and the
-        memory its records hold on the controller (validated from JSON, as an xdist controller gets them)."""
+        memory its records hold on the controller: as the JSON it keeps while the run goes on (as xdist workers
+        send them), and as the models it builds once at the end for the reports."""
         report = self.paths.laj / ".cache-cold" / "last-run.json"
         if not report.exists():
             self.rows.append(Row("S1", "report writing", notes="n/a: the cold run left no last-run.json"))
@@ -434,18 +435,22 @@ class Benchmark:
                 wall=seconds(figures["json_s"] + figures["html_s"]),
                 notes=(
                     f"JSON {seconds(figures['json_s'])} ({figures['json_mib']:.1f} MiB), HTML "
-                    f"{seconds(figures['html_s'])} ({figures['html_mib']:.1f} MiB); the summary's agreement and "
-                    f"judge health {seconds(figures['finish_s'])}"
+                    f"{seconds(figures['html_s'])} ({figures['html_mib']:.1f} MiB); the run record (its records "
+                    f"validated, agreement, judge health) {seconds(figures['finish_s'])}"
                 ),
             )
         )
         per_record = figures["record_bytes"] / n / 1024
+        kept = figures["kept_bytes"] / n / 1024
         self.rows.append(
             Row(
                 "S2",
                 "controller memory per assessment record",
                 rss=f"{per_record:.1f} KiB",
-                notes=f"tracemalloc of {n} records validated from the report's JSON, as the controller holds them",
+                notes=(
+                    f"tracemalloc of {n} records: {kept:.1f} KiB each kept as JSON while the run goes on, "
+                    f"{per_record:.1f} KiB with their models, built once at the end for the reports"
+                ),
             )
         )
         self.targets.append(
@@ -893,20 +898,22 @@ _REPORT_COST = """
 import json, sys, tempfile, time, tracemalloc
 from pathlib import Path
 from pytest_laj.render.html import render_html
-from pytest_laj.results.collect import RunCollector
-from pytest_laj.results.record import AssessmentRecord
+from pytest_laj.results.collect import KeptRecord, RunCollector, keep
 from pytest_laj.results.report import read_report, write_report
 
 run = read_report(Path(sys.argv[1]))
-raw = [record.model_dump(mode="json") for record in run.records]
+wire = json.dumps([list(keep(record)) for record in run.records])  # as xdist workers send them
+del run
+collector = RunCollector()
 tracemalloc.start()
-records = [AssessmentRecord.model_validate(data) for data in raw]
+collector.add_kept([KeptRecord(*data) for data in json.loads(wire)])
+kept, _ = tracemalloc.get_traced_memory()
+records = collector.records()
 held, _ = tracemalloc.get_traced_memory()
 tracemalloc.stop()
-collector = RunCollector()
-collector.add(records)
+del records
 started = time.perf_counter()
-run = collector.finish(versions=("0", "0"), cache_mode="rw", review_mode="fail", panel=run.panel,
+run = collector.finish(versions=("0", "0"), cache_mode="rw", review_mode="fail", panel=[],
                        stopped_early=False, memo=None)
 finish_s = time.perf_counter() - started
 out = Path(tempfile.mkdtemp())
@@ -916,8 +923,8 @@ json_s = time.perf_counter() - started
 started = time.perf_counter()
 (out / "run.html").write_text(render_html(run), encoding="utf-8")
 html_s = time.perf_counter() - started
-print(json.dumps({"records": len(records), "record_bytes": held, "finish_s": finish_s, "json_s": json_s,
-                  "html_s": html_s, "json_mib": (out / "run.json").stat().st_size / 2**20,
+print(json.dumps({"records": len(collector.kept), "kept_bytes": kept, "record_bytes": held, "finish_s": finish_s,
+                  "json_s": json_s, "html_s": html_s, "json_mib": (out / "run.json").stat().st_size / 2**20,
                   "html_mib": (out / "run.html").stat().st_size / 2**20}))
 """
 

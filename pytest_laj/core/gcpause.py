@@ -7,7 +7,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["paused_gc"]
+__all__ = ["GcPause", "paused_gc"]
 
 
 @contextmanager
@@ -25,3 +25,22 @@ def paused_gc(*, freeze: bool = False) -> Iterator[None]:
             gc.freeze()
         if enabled:
             gc.enable()
+
+
+class GcPause:
+    """The collector off from `start` to `stop`, for objects built in one hook and let go in a later one; `stop`
+    puts it back as `start` found it, and does nothing twice."""
+
+    def __init__(self) -> None:
+        self._was_enabled: bool | None = None
+
+    def start(self) -> None:
+        if self._was_enabled is None:
+            self._was_enabled = gc.isenabled()
+            gc.disable()
+
+    def stop(self) -> None:
+        if self._was_enabled is not None:
+            if self._was_enabled:
+                gc.enable()
+            self._was_enabled = None
