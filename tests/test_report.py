@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -354,3 +355,21 @@ def test_summary_per_rubric_alpha_when_several_rubrics() -> None:
 
 def test_empty_run_prints_nothing() -> None:
     assert run_of()[1] == []
+
+
+def test_new_votes_start_loading_alpha_on_a_thread_and_cached_ones_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alpha's memo misses on new votes, so the collector loads numpy and krippendorff while the run goes on;
+    a rerun on cached verdicts reads alpha from the memo and loads nothing."""
+    loads: list[str] = []
+    monkeypatch.setattr("pytest_laj.results.collect.load_alpha", lambda: loads.append(threading.current_thread().name))
+    cached = assess([result(n, cached=True, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
+    judged = assess([result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
+    collector = RunCollector()
+    collector.add([AssessmentRecord(nodeid="t::cached", enforced=True, blocks=False, assessment=cached)])
+    assert not collector.kept[0].judged
+    for nodeid in ("t::one", "t::two"):
+        collector.add([AssessmentRecord(nodeid=nodeid, enforced=True, blocks=False, assessment=judged)])
+    for thread in threading.enumerate():
+        if thread.name == "laj-load-alpha":
+            thread.join()
+    assert loads == ["laj-load-alpha"]  # once, for the first new votes, off the run's thread

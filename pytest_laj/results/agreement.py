@@ -12,7 +12,7 @@ from pytest_laj.core.models import Assessment
 from pytest_laj.results.record import AlphaFigure
 from pytest_laj.store.keys import alpha_key
 
-__all__ = ["Memo", "rated_units", "suite_alpha"]
+__all__ = ["Memo", "load_alpha", "rated_units", "suite_alpha"]
 
 
 class Memo(Protocol):
@@ -59,6 +59,11 @@ def suite_alpha(ratings: list[dict[str, int | None]], memo: Memo | None = None) 
     result = _alpha(units)
     memo.set(key, [result.value, result.why_undefined])
     return result
+
+
+def load_alpha() -> None:
+    """Import what computing alpha needs, and compute one: numpy loads parts of itself on first use."""
+    _alpha([{"a": 0, "b": 1}, {"a": 1, "b": 1}])
 
 
 def _alpha(units: list[dict[str, int]]) -> AlphaFigure:
