@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pytest_laj.render.terminal import summary_lines
 from pytest_laj.results.agreement import suite_alpha
 from pytest_laj.results.collect import RunCollector
 from pytest_laj.results.record import AlphaFigure, AssessmentRecord, CallStats, RunRecord
+from pytest_laj.results.report import report_json
 
 RUBRIC = Rubric(
     id="safety",
@@ -373,3 +375,20 @@ def test_new_votes_start_loading_alpha_on_a_thread_and_cached_ones_do_not(monkey
         if thread.name == "laj-load-alpha":
             thread.join()
     assert loads == ["laj-load-alpha"]  # once, for the first new votes, off the run's thread
+
+
+def test_the_report_splices_the_records_as_kept_and_reads_as_the_run() -> None:
+    """A run writes its report with the records as its collector kept them (one to a line), not serialised
+    again; the text is the same run."""
+    judged = assess([result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
+    collector = RunCollector()
+    for nodeid in ("t::one", "t::two"):
+        collector.add([AssessmentRecord(nodeid=nodeid, enforced=True, blocks=False, assessment=judged)])
+    run = collector.finish(
+        versions=("0", "0"), cache_mode="rw", review_mode="fail", panel=[], stopped_early=False, memo=None
+    )
+    text = report_json(run, [kept.json for kept in collector.kept])
+    assert json.loads(text) == json.loads(report_json(run))
+    assert [line.strip().rstrip(",") for line in text.splitlines()[-4:-2]] == [k.json for k in collector.kept]
+    with pytest.raises(ValueError, match="1 records as JSON for a run of 2"):
+        report_json(run, [collector.kept[0].json])

@@ -266,8 +266,11 @@ class RunReporter:
 
     def _write_reports(self, run: RunRecord) -> list[str]:
         """The run's files, each written whole or not at all; a file that cannot be written is said in the
-        summary, and never turns the run's outcome."""
-        from pytest_laj.results.report import LAST_RUN, write_report, write_text
+        summary, and never turns the run's outcome. The report's text is made once, with the records as the
+        collector kept them."""
+        from pytest_laj.results.report import LAST_RUN, report_json, write_text
+
+        text: list[str] = []
 
         def html(path: Path) -> None:
             from pytest_laj.render.html import render_html
@@ -275,7 +278,9 @@ class RunReporter:
             write_text(path, render_html(run))
 
         def report(path: Path) -> None:
-            write_report(run, path)
+            if not text:
+                text.append(report_json(run, [kept.json for kept in self.collector.kept]))
+            write_text(path, text[0])
 
         settings = self.config.stash[SETTINGS]
         targets = [(settings.report, report, True), (settings.html, html, True)]
