@@ -906,7 +906,7 @@ wire = json.dumps([list(keep(record)) for record in run.records])  # as xdist wo
 del run
 collector = RunCollector()
 tracemalloc.start()
-collector.add_kept([KeptRecord(*data) for data in json.loads(wire)])
+collector.add_kept([KeptRecord(*data[:3]) for data in json.loads(wire)])  # judged=False: no alpha loading here
 kept, _ = tracemalloc.get_traced_memory()
 records = collector.records()
 held, _ = tracemalloc.get_traced_memory()
