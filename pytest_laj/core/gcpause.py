@@ -16,15 +16,14 @@ def paused_gc(*, freeze: bool = False) -> Iterator[None]:
     building a hundred thousand that live on triggers collections that cost more than the building; `freeze`
     also moves everything alive at the end out of later collections, for objects that live until the process
     ends."""
-    enabled = gc.isenabled()
-    gc.disable()
+    pause = GcPause()
+    pause.start()
     try:
         yield
     finally:
         if freeze:
             gc.freeze()
-        if enabled:
-            gc.enable()
+        pause.stop()
 
 
 class GcPause:

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from pytest_laj.core.aggregate import aggregate
 from pytest_laj.core.case import Case
-from pytest_laj.core.gcpause import paused_gc
 from pytest_laj.core.labels import human_calls
 from pytest_laj.core.models import Assessment, HumanCall, JudgeResult, Outcome
 from pytest_laj.core.modes import AskMode
@@ -246,22 +245,20 @@ class Engine:
 
     def prefetch_all(self, owned: Sequence[tuple[str, AssessmentSpec]]) -> int:
         """`prefetch` for many specs, a batch at a time, each batch's stored verdicts read in one trip; returns
-        how many were scheduled. With the garbage collector paused: what is prepared and read here lives until
-        its test, so collecting meanwhile would only walk it."""
+        how many were scheduled."""
         scheduled = 0
-        with paused_gc():
-            for start in range(0, len(owned), _READ_AHEAD):
-                batch = [(owner, self._prepared(spec)) for owner, spec in owned[start : start + _READ_AHEAD]]
-                ready = [
-                    (owner, prepared, scan_key(prepared.request), _whole_keys(prepared))
-                    for owner, prepared in batch
-                    if prepared is not None
-                ]
-                ahead = [key for _, _, scanned, keys in ready for key in (scanned, *(keys or ()))]
-                with self.store.reading_ahead(ahead):
-                    for owner, prepared, scanned, keys in ready:  # scanned now too, its memo read with the verdicts
-                        found = scan(prepared.request, self.store, scanned)
-                        scheduled += self._prefetch(owner, prepared, found, keys)
+        for start in range(0, len(owned), _READ_AHEAD):
+            batch = [(owner, self._prepared(spec)) for owner, spec in owned[start : start + _READ_AHEAD]]
+            ready = [
+                (owner, prepared, scan_key(prepared.request), _whole_keys(prepared))
+                for owner, prepared in batch
+                if prepared is not None
+            ]
+            ahead = [key for _, _, scanned, keys in ready for key in (scanned, *(keys or ()))]
+            with self.store.reading_ahead(ahead):
+                for owner, prepared, scanned, keys in ready:  # scanned now too, its memo read with the verdicts
+                    found = scan(prepared.request, self.store, scanned)
+                    scheduled += self._prefetch(owner, prepared, found, keys)
         return scheduled
 
     def _prepared(self, spec: AssessmentSpec) -> Prepared | None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import sys
-import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,7 +270,9 @@ class RunReporter:
         collector kept them."""
         from pytest_laj.results.report import LAST_RUN, report_json, write_text
 
-        text: list[str] = []
+        @functools.cache
+        def report_text() -> str:
+            return report_json(run, [kept.json for kept in self.collector.kept])
 
         def html(path: Path) -> None:
             from pytest_laj.render.html import render_html
@@ -278,9 +280,7 @@ class RunReporter:
             write_text(path, render_html(run))
 
         def report(path: Path) -> None:
-            if not text:
-                text.append(report_json(run, [kept.json for kept in self.collector.kept]))
-            write_text(path, text[0])
+            write_text(path, report_text())
 
         settings = self.config.stash[SETTINGS]
         targets = [(settings.report, report, True), (settings.html, html, True)]
@@ -423,17 +423,9 @@ def _tear_down_workers(config: pytest.Config) -> concurrent.futures.Future[None]
     nodes = getattr(config.pluginmanager.get_plugin("dsession"), "nodemanager", None)
     if nodes is None:
         return None
-    down: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def tear_down() -> None:
-        try:
-            nodes.teardown_nodes()
-        except BaseException as error:  # handed to the session's thread, which raises it
-            down.set_exception(error)
-        else:
-            down.set_result(None)
-
-    threading.Thread(target=tear_down, name="laj-xdist-teardown", daemon=True).start()
+    tearing_down = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="laj-xdist-teardown")
+    down = tearing_down.submit(nodes.teardown_nodes)  # a failure is raised by the session's thread
+    tearing_down.shutdown(wait=False)  # its thread ends with the teardown
     return down
 
 

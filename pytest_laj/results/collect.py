@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 from pydantic import TypeAdapter
 
-from pytest_laj.core.gcpause import paused_gc
 from pytest_laj.core.models import Assessment, Outcome
 from pytest_laj.core.vera import NOT_RELEVANT_LEVEL, vera_score
 from pytest_laj.results.agreement import Memo, load_alpha, rated_units, suite_alpha
@@ -103,62 +102,60 @@ class RunCollector:
         git: GitInfo | None = None,
     ) -> RunRecord:
         """Counts, agreement per rubric, per criterion and over the run, judge health; `memo` keeps alpha for a
-        rerun on the same votes. Built with the garbage collector paused: everything made here lives on in the
-        record, so collecting meanwhile would only walk it."""
-        with paused_gc():
-            records = self.records()
-            assessments = [r.assessment for r in records]
-            by_rubric: dict[str, list[Assessment]] = {}
-            for assessment in assessments:
-                by_rubric.setdefault(assessment.rubric, []).append(assessment)
-            by_rubric = dict(sorted(by_rubric.items()))
-            units = {rubric: rated_units(of_rubric) for rubric, of_rubric in by_rubric.items()}
-            per_criterion = {
-                f"{rubric}/{criterion}": suite_alpha(criterion_units, memo)
-                for rubric, by_criterion in units.items()
-                for criterion, criterion_units in by_criterion.items()
-            }
-            per_rubric = {
-                rubric: suite_alpha([u for criterion_units in by_criterion.values() for u in criterion_units], memo)
-                for rubric, by_criterion in units.items()
-            }
-            if len(per_rubric) == 1:
-                overall: AlphaFigure | None = next(iter(per_rubric.values()))
-            else:
-                every = [u for by_criterion in units.values() for us in by_criterion.values() for u in us]
-                overall = suite_alpha(every, memo) if assessments else None
-            counts = Counter(a.outcome.value for a in assessments)
-            rubrics = {(a.rubric, a.rubric_version, a.rubric_fingerprint) for a in assessments}
-            return RunRecord(
-                started_at=self.started_at,
-                rootdir=rootdir,
-                command=command or [],
-                git=git,
-                interrupted=interrupted,
-                finished_at=datetime.now(timezone.utc),
-                pytest_laj_version=versions[0],
-                pytest_version=versions[1],
-                cache_mode=cache_mode,
-                review_mode=review_mode,
-                stopped_early=stopped_early,
-                panel=panel,
-                rubrics=[RubricInfo(id=i, version=v, fingerprint=f) for i, v, f in sorted(rubrics)],
-                records=records,
-                calls=self.calls.model_copy(
-                    update={
-                        "uncollected": [
-                            u.model_copy(update={"test_ran": u.nodeid in tests_run}) for u in self.calls.uncollected
-                        ]
-                    }
-                ),
-                counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
-                alpha=overall,
-                alpha_by_rubric=per_rubric,
-                alpha_by_criterion=per_criterion,
-                judge_health=judge_health(assessments),
-                vera_by_rubric={
-                    rubric: figure
-                    for rubric, of_rubric in by_rubric.items()
-                    if (figure := pooled_vera(of_rubric)) is not None
-                },
-            )
+        rerun on the same votes."""
+        records = self.records()
+        assessments = [r.assessment for r in records]
+        by_rubric: dict[str, list[Assessment]] = {}
+        for assessment in assessments:
+            by_rubric.setdefault(assessment.rubric, []).append(assessment)
+        by_rubric = dict(sorted(by_rubric.items()))
+        units = {rubric: rated_units(of_rubric) for rubric, of_rubric in by_rubric.items()}
+        per_criterion = {
+            f"{rubric}/{criterion}": suite_alpha(criterion_units, memo)
+            for rubric, by_criterion in units.items()
+            for criterion, criterion_units in by_criterion.items()
+        }
+        per_rubric = {
+            rubric: suite_alpha([u for criterion_units in by_criterion.values() for u in criterion_units], memo)
+            for rubric, by_criterion in units.items()
+        }
+        if len(per_rubric) == 1:
+            overall: AlphaFigure | None = next(iter(per_rubric.values()))
+        else:
+            every = [u for by_criterion in units.values() for us in by_criterion.values() for u in us]
+            overall = suite_alpha(every, memo) if assessments else None
+        counts = Counter(a.outcome.value for a in assessments)
+        rubrics = {(a.rubric, a.rubric_version, a.rubric_fingerprint) for a in assessments}
+        return RunRecord(
+            started_at=self.started_at,
+            rootdir=rootdir,
+            command=command or [],
+            git=git,
+            interrupted=interrupted,
+            finished_at=datetime.now(timezone.utc),
+            pytest_laj_version=versions[0],
+            pytest_version=versions[1],
+            cache_mode=cache_mode,
+            review_mode=review_mode,
+            stopped_early=stopped_early,
+            panel=panel,
+            rubrics=[RubricInfo(id=i, version=v, fingerprint=f) for i, v, f in sorted(rubrics)],
+            records=records,
+            calls=self.calls.model_copy(
+                update={
+                    "uncollected": [
+                        u.model_copy(update={"test_ran": u.nodeid in tests_run}) for u in self.calls.uncollected
+                    ]
+                }
+            ),
+            counts={o.value: counts[o.value] for o in Outcome if counts[o.value]},
+            alpha=overall,
+            alpha_by_rubric=per_rubric,
+            alpha_by_criterion=per_criterion,
+            judge_health=judge_health(assessments),
+            vera_by_rubric={
+                rubric: figure
+                for rubric, of_rubric in by_rubric.items()
+                if (figure := pooled_vera(of_rubric)) is not None
+            },
+        )
