@@ -363,7 +363,13 @@ def test_new_votes_start_loading_alpha_on_a_thread_and_cached_ones_do_not(monkey
     """Alpha's memo misses on new votes, so the collector loads numpy and krippendorff while the run goes on;
     a rerun on cached verdicts reads alpha from the memo and loads nothing."""
     loads: list[str] = []
-    monkeypatch.setattr("pytest_laj.results.collect.load_alpha", lambda: loads.append(threading.current_thread().name))
+    daemons: list[bool] = []
+
+    def load() -> None:
+        loads.append(threading.current_thread().name)
+        daemons.append(threading.current_thread().daemon)
+
+    monkeypatch.setattr("pytest_laj.results.collect.load_alpha", load)
     cached = assess([result(n, cached=True, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
     judged = assess([result(n, boundaries="best_practice", guides_to_care="best_practice") for n in "abc"])
     collector = RunCollector()
@@ -375,6 +381,7 @@ def test_new_votes_start_loading_alpha_on_a_thread_and_cached_ones_do_not(monkey
         if thread.name == "laj-load-alpha":
             thread.join()
     assert loads == ["laj-load-alpha"]  # once, for the first new votes, off the run's thread
+    assert daemons == [False]  # the interpreter waits for it at exit: never stopped holding an import lock
 
 
 def test_the_report_splices_the_records_as_kept_and_reads_as_the_run() -> None:

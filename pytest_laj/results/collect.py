@@ -77,7 +77,9 @@ class RunCollector:
         self.kept.extend(kept)
         if not self._loading_alpha and any(k.judged for k in self.kept[added:]):
             self._loading_alpha = True
-            threading.Thread(target=load_alpha, name="laj-load-alpha", daemon=True).start()
+            # Not a daemon: one stopped at exit in the middle of an import would hold its module lock, and a
+            # finalizer importing anything then (litellm's HTTP client does) would wait on it for ever.
+            threading.Thread(target=load_alpha, name="laj-load-alpha").start()
 
     def records(self) -> list[AssessmentRecord]:
         """The kept records as models again, in one validation."""
